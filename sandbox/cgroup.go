@@ -1,0 +1,241 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const cgroupRoot = "/sys/fs/cgroup"
+
+// cgroups places sandbox processes in <parent>/<sandbox>/<node> under
+// every hierarchy that limits them: the v1 pids, memory and cpu
+// controllers where they are mounted (as on this kind of machine), or the
+// unified v2 hierarchy when that is all there is.
+type cgroups struct {
+	parent string
+	v2     bool
+	roots  []string // v1: one per controller; v2: the unified root
+}
+
+func newCgroups(parent string) (*cgroups, error) {
+	if parent == "" || strings.Contains(parent, "..") || strings.HasPrefix(parent, "/") {
+		return nil, fmt.Errorf("cgroup parent %q: must be a relative path without ..", parent)
+	}
+	cg := &cgroups{parent: parent}
+	if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers")); err == nil {
+		cg.v2 = true
+		cg.roots = []string{cgroupRoot}
+		return cg, nil
+	}
+	for _, c := range []string{"pids", "memory", "cpu"} {
+		root := filepath.Join(cgroupRoot, c)
+		if _, err := os.Stat(filepath.Join(root, "cgroup.procs")); err == nil {
+			cg.roots = append(cg.roots, root)
+		}
+	}
+	if len(cg.roots) == 0 {
+		return nil, errors.New("no pids, memory or cpu cgroup hierarchy mounted under /sys/fs/cgroup")
+	}
+	return cg, nil
+}
+
+func (cg *cgroups) dirs(parts ...string) []string {
+	out := make([]string, 0, len(cg.roots))
+	for _, r := range cg.roots {
+		out = append(out, filepath.Join(append([]string{r, cg.parent}, parts...)...))
+	}
+	return out
+}
+
+type cgLimits struct {
+	pids      int
+	memory    int64
+	cpuWeight int // relative share, 1..10000 (v2 weight); 0 = default
+}
+
+// create makes the node's cgroup and sets its limits.
+func (cg *cgroups) create(sandbox, node string, lim cgLimits) error {
+	if cg.v2 {
+		// Controllers must be enabled on every ancestor for the leaf to have them.
+		p := cgroupRoot
+		for _, part := range append(strings.Split(cg.parent, "/"), sandbox) {
+			p = filepath.Join(p, part)
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return fmt.Errorf("create cgroup %s: %w", p, err)
+			}
+			_ = os.WriteFile(filepath.Join(filepath.Dir(p), "cgroup.subtree_control"), []byte("+pids +memory +cpu"), 0)
+		}
+		_ = os.WriteFile(filepath.Join(p, "cgroup.subtree_control"), []byte("+pids +memory +cpu"), 0)
+	}
+	for _, d := range cg.dirs(sandbox, node) {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("create cgroup %s: %w", d, err)
+		}
+	}
+	var writes [][2]string
+	if cg.v2 {
+		d := cg.dirs(sandbox, node)[0]
+		if lim.pids > 0 {
+			writes = append(writes, [2]string{filepath.Join(d, "pids.max"), strconv.Itoa(lim.pids)})
+		}
+		if lim.memory > 0 {
+			writes = append(writes,
+				[2]string{filepath.Join(d, "memory.max"), strconv.FormatInt(lim.memory, 10)},
+				[2]string{filepath.Join(d, "memory.swap.max"), "0"})
+		}
+		if lim.cpuWeight > 0 {
+			writes = append(writes, [2]string{filepath.Join(d, "cpu.weight"), strconv.Itoa(lim.cpuWeight)})
+		}
+	} else {
+		for _, r := range cg.roots {
+			d := filepath.Join(r, cg.parent, sandbox, node)
+			switch filepath.Base(r) {
+			case "pids":
+				if lim.pids > 0 {
+					writes = append(writes, [2]string{filepath.Join(d, "pids.max"), strconv.Itoa(lim.pids)})
+				}
+			case "memory":
+				if lim.memory > 0 {
+					writes = append(writes, [2]string{filepath.Join(d, "memory.limit_in_bytes"), strconv.FormatInt(lim.memory, 10)})
+					// Optional: only when swap accounting is on.
+					if _, err := os.Stat(filepath.Join(d, "memory.memsw.limit_in_bytes")); err == nil {
+						writes = append(writes, [2]string{filepath.Join(d, "memory.memsw.limit_in_bytes"), strconv.FormatInt(lim.memory, 10)})
+					}
+				}
+			case "cpu":
+				if lim.cpuWeight > 0 {
+					// v1 shares: 1024 is the default weight of 100.
+					writes = append(writes, [2]string{filepath.Join(d, "cpu.shares"), strconv.Itoa(lim.cpuWeight * 1024 / 100)})
+				}
+			}
+		}
+	}
+	for _, w := range writes {
+		if err := os.WriteFile(w[0], []byte(w[1]), 0); err != nil {
+			return fmt.Errorf("set cgroup limit %s=%s: %w", w[0], w[1], err)
+		}
+	}
+	return nil
+}
+
+// join moves pid into the node's cgroup in every hierarchy.
+func (cg *cgroups) join(sandbox, node string, pid int) error {
+	for _, d := range cg.dirs(sandbox, node) {
+		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+			return fmt.Errorf("join cgroup %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// procs lists every pid in the sandbox's cgroups.
+func (cg *cgroups) procs(sandbox string) []int {
+	seen := map[int]bool{}
+	var out []int
+	for _, d := range cg.dirs(sandbox) {
+		filepath.WalkDir(d, func(p string, e os.DirEntry, err error) error {
+			if err != nil || e.IsDir() || e.Name() != "cgroup.procs" {
+				return nil
+			}
+			b, _ := os.ReadFile(p)
+			for _, f := range strings.Fields(string(b)) {
+				if pid, err := strconv.Atoi(f); err == nil && !seen[pid] {
+					seen[pid] = true
+					out = append(out, pid)
+				}
+			}
+			return nil
+		})
+	}
+	return out
+}
+
+// destroy kills every process of the sandbox and removes its cgroups. It
+// is idempotent: a sandbox without cgroups is already destroyed.
+func (cg *cgroups) destroy(sandbox string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		pids := cg.procs(sandbox)
+		if len(pids) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sandbox %s: %d processes still alive after SIGKILL", sandbox, len(pids))
+		}
+		for _, pid := range pids {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+		time.Sleep(2 * time.Millisecond) // poll: the kernel gives no event for "cgroup empty" under v1
+	}
+	var errs []error
+	for _, d := range cg.dirs(sandbox) {
+		if err := rmdirTree(d, deadline); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// rmdirTree removes a cgroup directory and its children, deepest first.
+// A cgroup whose last task has just exited can briefly report EBUSY.
+func rmdirTree(dir string, deadline time.Time) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := rmdirTree(filepath.Join(dir, e.Name()), deadline); err != nil {
+				return err
+			}
+		}
+	}
+	for {
+		err := unix.Rmdir(dir)
+		if err == nil || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return fmt.Errorf("remove cgroup %s: %w", dir, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// sandboxes lists the sandbox ids that have a cgroup under the parent.
+func (cg *cgroups) sandboxes() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range cg.roots {
+		entries, _ := os.ReadDir(filepath.Join(r, cg.parent))
+		for _, e := range entries {
+			if e.IsDir() && validID(e.Name()) && !seen[e.Name()] {
+				seen[e.Name()] = true
+				out = append(out, e.Name())
+			}
+		}
+	}
+	return out
+}
+
+// procsOf lists the pids in one group of a sandbox.
+func (cg *cgroups) procsOf(sandbox, name string) []int {
+	b, err := os.ReadFile(filepath.Join(cg.dirs(sandbox, name)[0], "cgroup.procs"))
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			out = append(out, pid)
+		}
+	}
+	return out
+}

@@ -1,0 +1,372 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"nslab/labs"
+)
+
+// Errors callers can test for with errors.Is.
+var (
+	// ErrUnsupported: the lab needs a kernel feature this host lacks.
+	ErrUnsupported = errors.New("unsupported by this kernel")
+	// ErrNodeNotFound: no such node in the sandbox.
+	ErrNodeNotFound = errors.New("node not found")
+	// ErrGone: the sandbox's processes are no longer running.
+	ErrGone = errors.New("sandbox processes are gone")
+)
+
+const hubCgroup = "_hub"
+
+// Config is what a Manager needs to know about the host.
+type Config struct {
+	// StateDir holds sandboxes/<id>/ (control sockets, /etc/hosts files,
+	// logs). Default /run/nslab.
+	StateDir string
+	// CgroupParent is the cgroup under which <id>/<node> groups are made.
+	// Default "nslab".
+	CgroupParent string
+	// Per-node defaults when a lab sets no limits.
+	DefaultPids   int   // default 1024
+	DefaultMemory int64 // bytes, default 512 MiB
+	Logger        *slog.Logger
+}
+
+// Manager builds and destroys sandboxes. It keeps no state of its own
+// beyond its configuration: everything it made is found again from the id.
+type Manager struct {
+	stateDir string
+	exe      string
+	cg       *cgroups
+	cfg      Config
+	log      *slog.Logger
+}
+
+// NewManager checks the host and returns a Manager.
+func NewManager(cfg Config) (*Manager, error) {
+	if cfg.StateDir == "" {
+		cfg.StateDir = "/run/nslab"
+	}
+	if cfg.CgroupParent == "" {
+		cfg.CgroupParent = "nslab"
+	}
+	if cfg.DefaultPids == 0 {
+		cfg.DefaultPids = 1024
+	}
+	if cfg.DefaultMemory == 0 {
+		cfg.DefaultMemory = 512 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	abs, err := filepath.Abs(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	cfg.StateDir = abs
+	// Node inits (unprivileged host uids) must traverse to their own files;
+	// everything sensitive below is 0600/0700.
+	if err := os.MkdirAll(filepath.Join(abs, "sandboxes"), 0o711); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	for _, d := range []string{abs, filepath.Join(abs, "sandboxes")} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			return nil, fmt.Errorf("chmod %s: %w", d, err)
+		}
+	}
+	for d := filepath.Dir(abs); ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return nil, fmt.Errorf("state dir %s: %w", abs, err)
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return nil, fmt.Errorf("state dir %s: %s has mode %o: node processes run as unprivileged uids and must be able to search every parent directory", abs, d, fi.Mode().Perm())
+		}
+		if d == "/" {
+			break
+		}
+	}
+	cg, err := newCgroups(cfg.CgroupParent)
+	if err != nil {
+		return nil, err
+	}
+	return &Manager{stateDir: abs, exe: "/proc/self/exe", cg: cg, cfg: cfg, log: cfg.Logger}, nil
+}
+
+func (m *Manager) sandboxDir(id string) string {
+	return filepath.Join(m.stateDir, "sandboxes", id)
+}
+
+// Sandbox is a live sandbox: its hub and node processes.
+type Sandbox struct {
+	ID    string
+	Lab   *labs.Lab
+	hub   *proc
+	nodes map[string]*proc
+}
+
+// NodeProc identifies a node's init process on the host.
+type NodeProc struct {
+	Name      string
+	Pid       int
+	StartTime uint64
+}
+
+// Nodes returns the node init processes, in lab order.
+func (s *Sandbox) Nodes() []NodeProc {
+	var out []NodeProc
+	for _, n := range s.Lab.Nodes {
+		if p := s.nodes[n.Name]; p != nil {
+			out = append(out, NodeProc{Name: n.Name, Pid: p.pid, StartTime: p.start})
+		}
+	}
+	return out
+}
+
+// Close releases the handles a Sandbox holds; the sandbox keeps running.
+func (s *Sandbox) Close() {
+	s.hub.close()
+	for _, p := range s.nodes {
+		p.close()
+	}
+}
+
+// Build makes a sandbox from a validated lab. uidBases gives each node's
+// host uid range (leased by the caller). On any failure everything already
+// made is destroyed before Build returns.
+func (m *Manager) Build(ctx context.Context, lab *labs.Lab, id string, uidBases map[string]uint32) (_ *Sandbox, err error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("sandbox id %q: malformed", id)
+	}
+	if missing := m.Missing(lab.Requires); len(missing) > 0 {
+		return nil, fmt.Errorf("lab %s requires %s: %w", lab.ID, strings.Join(missing, ", "), ErrUnsupported)
+	}
+	for _, n := range lab.Nodes {
+		if uidBases[n.Name] == 0 {
+			return nil, fmt.Errorf("node %s: no uid range leased", n.Name)
+		}
+	}
+	sb := &Sandbox{ID: id, Lab: lab, nodes: map[string]*proc{}}
+	defer func() {
+		if err != nil {
+			sb.Close()
+			// Roll back with a fresh context: the caller's may be what failed.
+			dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if derr := m.Destroy(dctx, id); derr != nil {
+				m.log.Error("rollback failed", "sandbox", id, "err", derr)
+			}
+		}
+	}()
+	if err := os.MkdirAll(m.sandboxDir(id), 0o711); err != nil {
+		return nil, fmt.Errorf("create %s: %w", m.sandboxDir(id), err)
+	}
+	hosts := hostsFile(lab)
+
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(2 * runtime.GOMAXPROCS(0))
+	g.Go(func() error {
+		hub, err := m.startHub(gctx, id)
+		if err != nil {
+			return fmt.Errorf("hub: %w", err)
+		}
+		mu.Lock()
+		sb.hub = hub
+		mu.Unlock()
+		return nil
+	})
+	for _, n := range lab.Nodes {
+		lim := cgLimits{pids: m.cfg.DefaultPids, memory: m.cfg.DefaultMemory, cpuWeight: 100}
+		if n.Limits.Pids > 0 {
+			lim.pids = n.Limits.Pids
+		}
+		if n.Limits.MemoryBytes > 0 {
+			lim.memory = n.Limits.MemoryBytes
+		}
+		g.Go(func() error {
+			p, err := m.startNode(gctx, id, n.Name, uidBases[n.Name], hosts, lim)
+			if err != nil {
+				return fmt.Errorf("node %s: %w", n.Name, err)
+			}
+			mu.Lock()
+			sb.nodes[n.Name] = p
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if err := m.buildNetwork(ctx, sb); err != nil {
+		return nil, err
+	}
+	return sb, nil
+}
+
+// hostsFile names every node of the lab by each of its addresses.
+func hostsFile(lab *labs.Lab) []byte {
+	var b bytes.Buffer
+	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	for _, n := range lab.Nodes {
+		for _, ifc := range n.Interfaces {
+			for _, a := range ifc.Addresses {
+				if p, err := netip.ParsePrefix(a); err == nil {
+					fmt.Fprintf(&b, "%s\t%s\n", p.Addr(), n.Name)
+				}
+			}
+		}
+	}
+	return b.Bytes()
+}
+
+// Destroy kills every process of the sandbox, which takes its namespaces,
+// links and bridges with it, and removes its cgroups and state directory.
+// Destroying a sandbox that is already gone is not an error.
+func (m *Manager) Destroy(ctx context.Context, id string) error {
+	if !validID(id) {
+		return fmt.Errorf("sandbox id %q: malformed", id)
+	}
+	var errs []error
+	for _, pid := range m.strayProcs(id) {
+		unix.Kill(pid, unix.SIGKILL)
+	}
+	if err := m.cg.destroy(id, time.Until(deadlineOf(ctx, 30*time.Second))); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(m.sandboxDir(id)); err != nil {
+		errs = append(errs, fmt.Errorf("remove state of %s: %w", id, err))
+	}
+	return errors.Join(errs...)
+}
+
+// strayProcs finds this instance's hub and init processes of sandbox id
+// by their argv, wherever their cgroup is.
+func (m *Manager) strayProcs(id string) []int {
+	var out []int
+	for pid, args := range m.taggedProcs() {
+		if args[2] == id {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// taggedProcs maps pid -> argv of every hub or init of this state dir.
+func (m *Manager) taggedProcs() map[int][]string {
+	out := map[int][]string{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || !bytes.HasPrefix(b, []byte("nslab-")) {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) >= 3 && (args[0] == argv0Init || args[0] == argv0Hub) && args[1] == m.stateDir {
+			out[pid] = args
+		}
+	}
+	return out
+}
+
+// Scan lists the ids of every sandbox of this instance that has anything
+// on the host: a cgroup, a state directory or a hub/init process.
+func (m *Manager) Scan() []string {
+	seen := map[string]bool{}
+	for _, id := range m.cg.sandboxes() {
+		seen[id] = true
+	}
+	entries, _ := os.ReadDir(filepath.Join(m.stateDir, "sandboxes"))
+	for _, e := range entries {
+		if validID(e.Name()) {
+			seen[e.Name()] = true
+		}
+	}
+	for _, args := range m.taggedProcs() {
+		if validID(args[2]) {
+			seen[args[2]] = true
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for id := range seen {
+		out = append(out, id)
+	}
+	return out
+}
+
+// Adopt re-attaches to a sandbox built by an earlier run of labd. Every
+// node's init must still be the same process (pid and start time) and
+// answer on its control socket.
+func (m *Manager) Adopt(ctx context.Context, lab *labs.Lab, id string, nodes []NodeProc) (_ *Sandbox, err error) {
+	sb := &Sandbox{ID: id, Lab: lab, nodes: map[string]*proc{}}
+	defer func() {
+		if err != nil {
+			sb.Close()
+		}
+	}()
+	open := func(name string, pid int, start uint64, ctl string) (*proc, error) {
+		got, err := procStartTime(pid)
+		if err != nil || got != start {
+			return nil, fmt.Errorf("%s (pid %d): %w", name, pid, ErrGone)
+		}
+		ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, ErrGone)
+		}
+		return &proc{name: name, pid: pid, start: start, netns: ns, ctl: ctl}, nil
+	}
+	hubPids := m.cg.procsOf(id, hubCgroup)
+	if len(hubPids) != 1 {
+		return nil, fmt.Errorf("hub: %w", ErrGone)
+	}
+	st, _ := procStartTime(hubPids[0])
+	if sb.hub, err = open("hub", hubPids[0], st, ""); err != nil {
+		return nil, err
+	}
+	for _, n := range nodes {
+		p, err := open(n.Name, n.Pid, n.StartTime, filepath.Join(m.sandboxDir(id), n.Name, "ctl.sock"))
+		if err != nil {
+			return nil, err
+		}
+		sb.nodes[n.Name] = p
+		if err := p.ping(); err != nil {
+			return nil, fmt.Errorf("%s: %w: %v", n.Name, ErrGone, err)
+		}
+	}
+	if len(sb.nodes) != len(lab.Nodes) {
+		return nil, fmt.Errorf("%d of %d nodes recorded: %w", len(sb.nodes), len(lab.Nodes), ErrGone)
+	}
+	return sb, nil
+}
+
+// Exec runs a command as root of node, inside all of its namespaces and
+// its cgroup, streaming output to out.
+func (s *Sandbox) Exec(ctx context.Context, node string, req ExecRequest, out OutputFunc) (ExitStatus, error) {
+	p := s.nodes[node]
+	if p == nil {
+		return ExitStatus{}, fmt.Errorf("node %q in sandbox %s: %w", node, s.ID, ErrNodeNotFound)
+	}
+	return p.exec(ctx, req, out)
+}
+
+// HasNode reports whether the sandbox has a node of that name.
+func (s *Sandbox) HasNode(node string) bool { return s.nodes[node] != nil }
