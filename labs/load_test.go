@@ -318,3 +318,25 @@ func writeFile(t *testing.T, path, data string) {
 		t.Fatal(err)
 	}
 }
+
+func TestSysctlKeys(t *testing.T) {
+	n := Node{Sysctls: map[string]string{
+		"net.ipv4.conf.eth0.forwarding":    "0",
+		"net.core.somaxconn":               "64",
+		"net.ipv6.conf.default.forwarding": "1",
+		"net.ipv4.ip_forward":              "1",
+		"net.ipv6.conf.all.forwarding":     "1",
+		"net.ipv4.conf.all.rp_filter":      "0",
+	}}
+	want := []string{
+		"net.ipv4.ip_forward",
+		"net.ipv4.conf.all.rp_filter",
+		"net.ipv6.conf.all.forwarding",
+		"net.ipv6.conf.default.forwarding",
+		"net.core.somaxconn",
+		"net.ipv4.conf.eth0.forwarding",
+	}
+	if got := n.SysctlKeys(); !slices.Equal(got, want) {
+		t.Errorf("SysctlKeys() = %q, want %q", got, want)
+	}
+}

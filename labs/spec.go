@@ -30,7 +30,7 @@ type Node struct {
 	Interfaces []Interface       `yaml:"interfaces"`
 	Routes     []Route           `yaml:"routes"`
 	Rules      []Rule            `yaml:"rules"`
-	Sysctls    map[string]string `yaml:"sysctls"` // net.* only
+	Sysctls    map[string]string `yaml:"sysctls"`  // net.* only
 	NFTables   string            `yaml:"nftables"` // a ruleset in nft syntax
 	Services   []Service         `yaml:"services"`
 	Limits     Limits            `yaml:"limits"`

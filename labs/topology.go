@@ -1,7 +1,10 @@
 package labs
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -83,4 +86,28 @@ func (l *Lab) ApplyDefaults() {
 			}
 		}
 	}
+}
+
+// SysctlKeys returns the node's sysctl keys in the order to apply them.
+// Writing net.ipv4.ip_forward or a conf.all key rewrites the matching
+// setting of every interface, so those go first, then conf.default,
+// then the rest (per-interface keys) sorted, so that a more specific
+// setting is never overwritten by a broader one.
+func (n *Node) SysctlKeys() []string {
+	rank := func(k string) int {
+		switch {
+		case k == "net.ipv4.ip_forward":
+			return 0
+		case strings.HasPrefix(k, "net.ipv4.conf.all."), strings.HasPrefix(k, "net.ipv6.conf.all."):
+			return 1
+		case strings.HasPrefix(k, "net.ipv4.conf.default."), strings.HasPrefix(k, "net.ipv6.conf.default."):
+			return 2
+		}
+		return 3
+	}
+	keys := slices.Collect(maps.Keys(n.Sysctls))
+	slices.SortFunc(keys, func(a, b string) int {
+		return cmp.Or(cmp.Compare(rank(a), rank(b)), strings.Compare(a, b))
+	})
+	return keys
 }

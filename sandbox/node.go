@@ -113,7 +113,7 @@ func (m *Manager) startChild(ctx context.Context, cs childSpec) (_ *proc, err er
 		if line == "" && rerr != nil {
 			line = rerr.Error()
 			if b, _ := os.ReadFile(cs.logPath); len(b) > 0 {
-				line += ": " + strings.TrimSpace(lastLine(string(b)))
+				line += ": " + lastLines(string(b), 5)
 			}
 		}
 		return nil, fmt.Errorf("%s did not start: %s", cs.argv[0], line)
@@ -129,14 +129,6 @@ func (m *Manager) startChild(ctx context.Context, cs childSpec) (_ *proc, err er
 	return &proc{name: cs.cgName, pid: pid, start: start, netns: ns, ctl: cs.ctlPath}, nil
 }
 
-func lastLine(s string) string {
-	s = strings.TrimRight(s, "\n")
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		return s[i+1:]
-	}
-	return s
-}
-
 // startHub starts the process that holds the sandbox's hub netns.
 func (m *Manager) startHub(ctx context.Context, id string) (*proc, error) {
 	dir := m.sandboxDir(id)
@@ -144,7 +136,7 @@ func (m *Manager) startHub(ctx context.Context, id string) (*proc, error) {
 		argv:     []string{argv0Hub, m.stateDir, id},
 		cgSand:   id,
 		cgName:   hubCgroup,
-		limits:   cgLimits{pids: 4},
+		limits:   cgLimits{pids: 64, memory: 64 << 20}, // a Go runtime needs a few threads
 		attr:     &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNET, Setsid: true},
 		logPath:  filepath.Join(dir, "hub.log"),
 		deadline: deadlineOf(ctx, 30*time.Second),
@@ -445,4 +437,13 @@ func (p *proc) ping() error {
 	var rep wireReply
 	_, err = readMsg(c, &rep)
 	return err
+}
+
+// lastLines returns up to n final lines of s, joined by " | ".
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
 }

@@ -23,6 +23,15 @@ func RunChild() {
 		return
 	}
 	switch os.Args[0] {
+	case argv0Init, argv0Hub, argv0Service:
+		// ps shows comm, which would be "exe" after /proc/self/exe.
+		name := os.Args[0]
+		if os.Args[0] == argv0Service && len(os.Args) > 1 {
+			name = "nslab-" + os.Args[1]
+		}
+		os.WriteFile("/proc/self/comm", []byte(name), 0)
+	}
+	switch os.Args[0] {
 	case argv0Init:
 		os.Exit(initMain(os.Args[1:]))
 	case argv0Hub:

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
-	"sort"
 	"strings"
 	"time"
 
@@ -131,12 +130,7 @@ func (m *Manager) configureNode(ctx context.Context, sb *Sandbox, n *labs.Node) 
 	if err := linkUp(h, "lo"); err != nil {
 		return err
 	}
-	keys := make([]string, 0, len(n.Sysctls))
-	for k := range n.Sysctls {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range n.SysctlKeys() { // broad keys (conf.all.*) before per-interface ones
 		if err := writeSysctl(p.nsFd(), k, n.Sysctls[k]); err != nil {
 			return fmt.Errorf("sysctls.%s: %w", k, err)
 		}

@@ -1,0 +1,362 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"nslab/labs"
+	labsv1 "nslab/proto/labs/v1"
+	"nslab/sandbox"
+	"nslab/server/store"
+)
+
+// Limits on Exec requests.
+const (
+	maxStdin       = 1 << 20
+	defaultTimeout = 60 * time.Second
+	maxTimeout     = time.Hour
+	maxExecOutput  = 64 << 20 // per exec; the rest is drained and dropped
+)
+
+// Config wires a SandboxServer.
+type Config struct {
+	Store   *store.Store
+	Catalog *labs.Catalog
+	Manager *sandbox.Manager
+	Logger  *slog.Logger
+	// UIDStart and UIDSlots define the host uid ranges leased to nodes:
+	// UIDStart + k*65536 for k in [0, UIDSlots).
+	UIDStart uint32
+	UIDSlots int
+}
+
+// SandboxServer serves SandboxService. The store is the source of truth;
+// live holds the open handles of READY sandboxes.
+type SandboxServer struct {
+	labsv1.UnimplementedSandboxServiceServer
+	cfg Config
+	log *slog.Logger
+
+	mu   sync.Mutex
+	live map[string]*sandbox.Sandbox
+	busy map[string]bool // a create or delete is in progress
+}
+
+// NewSandboxServer returns a SandboxService. Call Reconcile before serving.
+func NewSandboxServer(cfg Config) *SandboxServer {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &SandboxServer{cfg: cfg, log: cfg.Logger, live: map[string]*sandbox.Sandbox{}, busy: map[string]bool{}}
+}
+
+// sandboxID accepts "sandboxes/{sandbox}" or a bare id.
+func sandboxID(field, name string) (string, error) {
+	id := strings.TrimPrefix(name, "sandboxes/")
+	if id == "" {
+		return "", invalidField(field, "required: a sandbox id or sandboxes/{sandbox}")
+	}
+	if !sandbox.ValidID(id) {
+		return "", invalidField(field, "%q is not a sandbox id (like s-7f3a9c)", name)
+	}
+	return id, nil
+}
+
+// CreateSandbox builds a lab and returns once it is READY. The store row
+// (with its uid leases) is written before the kernel is touched; a build
+// that fails is rolled back by the manager and its row removed.
+func (s *SandboxServer) CreateSandbox(ctx context.Context, req *labsv1.CreateSandboxRequest) (*labsv1.CreateSandboxResponse, error) {
+	labName, err := labID("lab", req.GetLab())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	lab, err := s.cfg.Catalog.Get(labName)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if missing := s.cfg.Manager.Missing(lab.Requires); len(missing) > 0 {
+		return nil, toStatus(fmt.Errorf("lab %s needs %s, which this kernel lacks: %w",
+			lab.ID, strings.Join(missing, ", "), sandbox.ErrUnsupported))
+	}
+	sb, err := s.create(ctx, lab)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &labsv1.CreateSandboxResponse{Sandbox: sb}, nil
+}
+
+func (s *SandboxServer) create(ctx context.Context, lab *labs.Lab) (*labsv1.Sandbox, error) {
+	names := make([]string, len(lab.Nodes))
+	for i, n := range lab.Nodes {
+		names[i] = n.Name
+	}
+	var id string
+	var nodes []store.Node
+	var err error
+	for range 5 { // a fresh id on the rare collision
+		id = sandbox.NewID()
+		nodes, err = s.cfg.Store.CreateSandbox(ctx, id, lab.ID, names, s.cfg.UIDStart, s.cfg.UIDSlots)
+		if !errors.Is(err, store.ErrAlreadyExists) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create sandbox of lab %s: %w", lab.ID, err)
+	}
+	s.mu.Lock()
+	s.busy[id] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.busy, id)
+		s.mu.Unlock()
+	}()
+	start := time.Now()
+	bases := map[string]uint32{}
+	for _, n := range nodes {
+		bases[n.Name] = n.UIDBase
+	}
+	// The build goes on if the client goes away; what it made is then
+	// either READY (and listed) or rolled back.
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	sb, err := s.cfg.Manager.Build(bctx, lab, id, bases)
+	if err != nil {
+		s.log.Error("create failed", "sandbox", id, "lab", lab.ID, "err", err)
+		s.cfg.Store.RecordEvent(bctx, id, "create-failed", err.Error())
+		if derr := s.cfg.Store.DeleteSandbox(bctx, id); derr != nil {
+			s.log.Error("remove failed sandbox row", "sandbox", id, "err", derr)
+		}
+		return nil, fmt.Errorf("build sandbox of lab %s: %w", lab.ID, err)
+	}
+	for _, np := range sb.Nodes() {
+		if err := s.cfg.Store.SetNodeProcess(bctx, id, np.Name, np.Pid, np.StartTime); err != nil {
+			return nil, s.abandon(bctx, sb, fmt.Errorf("record node %s: %w", np.Name, err))
+		}
+	}
+	if err := s.cfg.Store.SetState(bctx, id, store.StateReady, ""); err != nil {
+		return nil, s.abandon(bctx, sb, fmt.Errorf("mark %s ready: %w", id, err))
+	}
+	s.mu.Lock()
+	s.live[id] = sb
+	s.mu.Unlock()
+	s.log.Info("sandbox ready", "sandbox", id, "lab", lab.ID, "nodes", len(lab.Nodes), "took", time.Since(start))
+	s.cfg.Store.RecordEvent(bctx, id, "ready", fmt.Sprintf("built in %s", time.Since(start).Round(time.Millisecond)))
+	row, err := s.cfg.Store.GetSandbox(bctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.toProto(row, sb), nil
+}
+
+// abandon undoes a built sandbox whose record could not be completed.
+func (s *SandboxServer) abandon(ctx context.Context, sb *sandbox.Sandbox, cause error) error {
+	sb.Close()
+	if err := s.cfg.Manager.Destroy(ctx, sb.ID); err != nil {
+		s.log.Error("destroy abandoned sandbox", "sandbox", sb.ID, "err", err)
+	}
+	s.cfg.Store.DeleteSandbox(ctx, sb.ID)
+	return cause
+}
+
+// GetSandbox returns a sandbox; for a live one, interfaces as the kernel
+// has them now.
+func (s *SandboxServer) GetSandbox(ctx context.Context, req *labsv1.GetSandboxRequest) (*labsv1.GetSandboxResponse, error) {
+	id, err := sandboxID("name", req.GetName())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	row, err := s.cfg.Store.GetSandbox(ctx, id)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	s.mu.Lock()
+	sb := s.live[id]
+	s.mu.Unlock()
+	return &labsv1.GetSandboxResponse{Sandbox: s.toProto(row, sb)}, nil
+}
+
+// ListSandboxes lists sandboxes newest first, without kernel detail.
+func (s *SandboxServer) ListSandboxes(ctx context.Context, req *labsv1.ListSandboxesRequest) (*labsv1.ListSandboxesResponse, error) {
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	rows, next, err := s.cfg.Store.ListSandboxes(ctx, size, req.GetPageToken())
+	if err != nil {
+		if errors.Is(err, store.ErrInvalid) {
+			err = invalidField("page_token", "not a token this server issued")
+		}
+		return nil, toStatus(err)
+	}
+	resp := &labsv1.ListSandboxesResponse{NextPageToken: next}
+	for _, r := range rows {
+		resp.Sandboxes = append(resp.Sandboxes, s.toProto(r, nil))
+	}
+	return resp, nil
+}
+
+// DeleteSandbox tears a sandbox down; deleting a missing one succeeds.
+func (s *SandboxServer) DeleteSandbox(ctx context.Context, req *labsv1.DeleteSandboxRequest) (*labsv1.DeleteSandboxResponse, error) {
+	id, err := sandboxID("name", req.GetName())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := s.delete(ctx, id); err != nil {
+		return nil, toStatus(err)
+	}
+	return &labsv1.DeleteSandboxResponse{}, nil
+}
+
+func (s *SandboxServer) delete(ctx context.Context, id string) error {
+	s.mu.Lock()
+	if s.busy[id] {
+		s.mu.Unlock()
+		return fmt.Errorf("sandbox %s is being created or deleted: %w", id, errPrecondition)
+	}
+	s.busy[id] = true
+	sb := s.live[id]
+	delete(s.live, id)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.busy, id)
+		s.mu.Unlock()
+	}()
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if err := s.cfg.Store.SetState(dctx, id, store.StateDeleting, ""); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("delete sandbox %s: %w", id, err)
+	}
+	if sb != nil {
+		sb.Close()
+	}
+	if err := s.cfg.Manager.Destroy(dctx, id); err != nil {
+		return fmt.Errorf("delete sandbox %s: %w", id, err)
+	}
+	if err := s.cfg.Store.DeleteSandbox(dctx, id); err != nil {
+		return fmt.Errorf("delete sandbox %s: %w", id, err)
+	}
+	s.cfg.Store.RecordEvent(dctx, id, "deleted", "")
+	s.log.Info("sandbox deleted", "sandbox", id)
+	return nil
+}
+
+// Exec runs a command in a node and streams its output.
+func (s *SandboxServer) Exec(req *labsv1.ExecRequest, stream labsv1.SandboxService_ExecServer) error {
+	ctx := stream.Context()
+	id, err := sandboxID("sandbox", req.GetSandbox())
+	if err != nil {
+		return toStatus(err)
+	}
+	if req.GetNode() == "" {
+		return toStatus(invalidField("node", "required"))
+	}
+	if len(req.GetCommand()) == 0 || req.GetCommand()[0] == "" {
+		return toStatus(invalidField("command", "required: the program and its arguments"))
+	}
+	if len(req.GetStdin()) > maxStdin {
+		return toStatus(invalidField("stdin", "%d bytes is over the %d byte limit", len(req.GetStdin()), maxStdin))
+	}
+	timeout := defaultTimeout
+	if req.GetTimeout() != nil {
+		timeout = req.GetTimeout().AsDuration()
+		if timeout <= 0 || timeout > maxTimeout {
+			return toStatus(invalidField("timeout", "must be between 0 and %s, got %s", maxTimeout, timeout))
+		}
+	}
+	env := make([]string, 0, len(req.GetEnv()))
+	for k, v := range req.GetEnv() {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.Contains(v, "\x00") {
+			return toStatus(invalidField("env", "bad variable name %q", k))
+		}
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	s.mu.Lock()
+	sb := s.live[id]
+	s.mu.Unlock()
+	if sb == nil {
+		row, err := s.cfg.Store.GetSandbox(ctx, id)
+		if err != nil {
+			return toStatus(err)
+		}
+		return toStatus(fmt.Errorf("sandbox %s is %s, not READY: %w", id, strings.ToLower(string(row.State)), errPrecondition))
+	}
+	if !sb.HasNode(req.GetNode()) {
+		return toStatus(fmt.Errorf("node %q in sandbox %s: %w", req.GetNode(), id, sandbox.ErrNodeNotFound))
+	}
+	st, err := sb.Exec(ctx, req.GetNode(), sandbox.ExecRequest{
+		Argv: req.GetCommand(), Env: env, Dir: req.GetWorkingDir(),
+		Stdin: strings.NewReader(string(req.GetStdin())), Timeout: timeout, MaxOutput: maxExecOutput,
+	}, func(stream_ int, b []byte) error {
+		msg := &labsv1.ExecResponse{}
+		if stream_ == sandbox.Stdout {
+			msg.Event = &labsv1.ExecResponse_Stdout{Stdout: b}
+		} else {
+			msg.Event = &labsv1.ExecResponse_Stderr{Stderr: b}
+		}
+		return stream.Send(msg)
+	})
+	if err != nil {
+		return toStatus(fmt.Errorf("exec in %s/%s: %w", id, req.GetNode(), err))
+	}
+	return stream.Send(&labsv1.ExecResponse{Event: &labsv1.ExecResponse_Exit{Exit: &labsv1.ExitStatus{
+		Code: int32(st.Code), Signal: st.Signal, TimedOut: st.TimedOut, OutputTruncated: st.OutputTruncated,
+	}}})
+}
+
+var stateToProto = map[store.State]labsv1.Sandbox_State{
+	store.StateCreating: labsv1.Sandbox_STATE_CREATING,
+	store.StateReady:    labsv1.Sandbox_STATE_READY,
+	store.StateDeleting: labsv1.Sandbox_STATE_DELETING,
+	store.StateFailed:   labsv1.Sandbox_STATE_FAILED,
+}
+
+func (s *SandboxServer) toProto(row *store.Sandbox, sb *sandbox.Sandbox) *labsv1.Sandbox {
+	out := &labsv1.Sandbox{
+		Name: "sandboxes/" + row.ID, Id: row.ID, Lab: "labs/" + row.Lab,
+		State: stateToProto[row.State], CreateTime: timestamppb.New(row.Created),
+		FailureReason: row.Failure,
+	}
+	if !row.Ready.IsZero() {
+		out.ReadyTime = timestamppb.New(row.Ready)
+	}
+	lab, _ := s.cfg.Catalog.Get(row.Lab)
+	if lab != nil {
+		for _, seg := range lab.AllSegments() {
+			out.Links = append(out.Links, &labsv1.Link{Name: seg.Name, Endpoints: seg.Endpoints})
+		}
+	}
+	var infos map[string]sandbox.NodeInfo
+	if sb != nil {
+		if ni, err := sb.Inspect(); err == nil {
+			infos = map[string]sandbox.NodeInfo{}
+			for _, n := range ni {
+				infos[n.Name] = n
+			}
+		} else {
+			s.log.Warn("inspect sandbox", "sandbox", row.ID, "err", err)
+		}
+	}
+	for _, n := range row.Nodes {
+		pn := &labsv1.Node{Name: n.Name}
+		if info, ok := infos[n.Name]; ok {
+			for _, i := range info.Interfaces {
+				pn.Interfaces = append(pn.Interfaces, &labsv1.Interface{
+					Name: i.Name, Addresses: i.Addresses, Mtu: int32(i.MTU), Up: i.Up, Mac: i.MAC, Link: i.Link,
+				})
+			}
+		}
+		out.Nodes = append(out.Nodes, pn)
+	}
+	return out
+}
