@@ -45,7 +45,14 @@ func initMain(args []string) int {
 	// As PID 1 of its pid namespace the kernel already drops signals
 	// without a handler, but the Go runtime installs handlers for these;
 	// ignoring them keeps a learner's `kill 1` from ending the node.
-	signal.Ignore(unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPIPE)
+	// (signal.Ignore would do, but SIG_IGN survives exec and every command
+	// run in the node would inherit it; handled signals are reset.)
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPIPE)
+	go func() {
+		for range sigs {
+		}
+	}()
 
 	goPipe := os.NewFile(initFdGo, "go")
 	b := make([]byte, 1)
