@@ -120,6 +120,28 @@ func TestNodeIsolation(t *testing.T) {
 		if got := strings.TrimSpace(mustRun(t, sb, "h1", "id", "-u")); got != "0" {
 			t.Errorf("id -u in node = %s, want 0", got)
 		}
+		// The trap in DESIGN.md: a command joining the node must hold the
+		// node's root (the leased host uid), never host uid 0.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			run(t, sb, "h1", "sleep", "1")
+		}()
+		var found bool
+		waitFor(t, 5*time.Second, func() bool {
+			for _, p := range m.cg.procsOf(sb.ID, "h1") {
+				if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p)); strings.TrimSpace(string(comm)) == "sleep" {
+					for _, field := range []string{"Uid:", "Gid:"} {
+						if ids := procIDs(t, p, field); ids != [4]int{uid, uid, uid, uid} {
+							t.Errorf("exec'd process %s %v, want all %d", field, ids, uid)
+						}
+					}
+					found = true
+				}
+			}
+			return found
+		})
+		<-done
 	})
 	t.Run("own tmpfs and proc", func(t *testing.T) {
 		mustRun(t, sb, "h1", "sh", "-c", "echo hi > /tmp/x && echo hi > /run/x && echo hi > /dev/shm/x && echo hi > /var/tmp/x")
@@ -138,18 +160,28 @@ func TestNodeIsolation(t *testing.T) {
 
 func procUID(t *testing.T, pid int) int {
 	t.Helper()
+	return procIDs(t, pid, "Uid:")[0]
+}
+
+// procIDs reads the real, effective, saved and filesystem ids of a
+// process as the host sees them.
+func procIDs(t *testing.T, pid int, field string) [4]int {
+	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
+	var ids [4]int
 	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 1 && f[0] == "Uid:" {
-			n, _ := strconv.Atoi(f[1])
-			return n
+		if f := strings.Fields(l); len(f) == 5 && f[0] == field {
+			for i := range 4 {
+				ids[i], _ = strconv.Atoi(f[i+1])
+			}
+			return ids
 		}
 	}
-	t.Fatalf("no Uid in /proc/%d/status", pid)
-	return 0
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
+	return ids
 }
 
 // linkNames extracts interface names from `ip -o link`.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -83,8 +84,13 @@ func (s *SandboxServer) CreateSandbox(ctx context.Context, req *labsv1.CreateSan
 		return nil, toStatus(err)
 	}
 	if missing := s.cfg.Manager.Missing(lab.Requires); len(missing) > 0 {
-		return nil, toStatus(fmt.Errorf("lab %s needs %s, which this kernel lacks: %w",
-			lab.ID, strings.Join(missing, ", "), sandbox.ErrUnsupported))
+		var probs []string
+		for i, f := range lab.Requires {
+			if slices.Contains(missing, f) {
+				probs = append(probs, fmt.Sprintf("%s: requires[%d]: %s is not available in this kernel", lab.Source, i, f))
+			}
+		}
+		return nil, toStatus(fmt.Errorf("lab %s cannot run here: %s: %w", lab.ID, strings.Join(probs, "; "), sandbox.ErrUnsupported))
 	}
 	sb, err := s.create(ctx, lab)
 	if err != nil {
