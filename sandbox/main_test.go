@@ -58,7 +58,7 @@ func testManager(t testing.TB) *Manager {
 	return m
 }
 
-var uidNext uint32 = 1<<30 + uint32(os.Getpid()%1000)*UIDRange*64
+var uidNext uint32 = 1<<30 + uint32(os.Getpid()%700)*UIDRange*64 // stays below 2^32
 
 // testUIDs hands out uid ranges for a lab's nodes (the server leases them
 // from its database; tests just need distinct ones).

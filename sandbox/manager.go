@@ -176,6 +176,10 @@ func (m *Manager) Build(ctx context.Context, lab *labs.Lab, id string, uidBases 
 	if err := os.MkdirAll(m.sandboxDir(id), 0o711); err != nil {
 		return nil, fmt.Errorf("create %s: %w", m.sandboxDir(id), err)
 	}
+	// Explicitly, whatever labd's umask: node inits must traverse it.
+	if err := os.Chmod(m.sandboxDir(id), 0o711); err != nil {
+		return nil, fmt.Errorf("chmod %s: %w", m.sandboxDir(id), err)
+	}
 	hosts := hostsFile(lab)
 
 	var mu sync.Mutex

@@ -156,6 +156,9 @@ func (m *Manager) startNode(ctx context.Context, id, node string, uidBase uint32
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
+	if err := os.Chmod(dir, 0o711); err != nil { // whatever the umask
+		return nil, fmt.Errorf("chmod %s: %w", dir, err)
+	}
 	// The node's root owns its /etc/hosts and /etc/hostname, as on a real host.
 	for name, content := range map[string][]byte{"hosts": hosts, "hostname": []byte(node + "\n")} {
 		p := filepath.Join(dir, name)
@@ -164,6 +167,9 @@ func (m *Manager) startNode(ctx context.Context, id, node string, uidBase uint32
 		}
 		if err := os.Chown(p, int(uidBase), int(uidBase)); err != nil {
 			return nil, fmt.Errorf("chown %s: %w", p, err)
+		}
+		if err := os.Chmod(p, 0o644); err != nil {
+			return nil, fmt.Errorf("chmod %s: %w", p, err)
 		}
 	}
 	ctlPath := filepath.Join(dir, "ctl.sock")
@@ -192,8 +198,8 @@ func (m *Manager) startNode(ctx context.Context, id, node string, uidBase uint32
 		attr: &syscall.SysProcAttr{
 			Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWNET | unix.CLONE_NEWNS |
 				unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC,
-			UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(uidBase), Size: UIDRange}},
-			GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(uidBase), Size: UIDRange}},
+			UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(uidBase), Size: UIDRange}},
+			GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(uidBase), Size: UIDRange}},
 			GidMappingsEnableSetgroups: true,
 			// Become root *of the node*: host uid 0 is not mapped inside,
 			// so the init holds no host privilege at all.
@@ -242,9 +248,22 @@ const exitGrace = 100 * time.Millisecond
 func (p *proc) dial() (*net.UnixConn, error) {
 	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: p.ctl, Net: "unixpacket"})
 	if err != nil {
-		return nil, fmt.Errorf("node %s: connect to init: %w", p.name, err)
+		return nil, p.gone(fmt.Errorf("node %s: connect to init: %w", p.name, err))
 	}
 	return c, nil
+}
+
+// gone classifies a failure to talk to the init: when the init is no
+// longer the process we started (exited, a zombie, or its pid reused),
+// the error is ErrGone, which callers report as the sandbox being lost
+// rather than as an internal error.
+func (p *proc) gone(err error) error {
+	st, serr := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid))
+	start, terr := procStartTime(p.pid)
+	if serr != nil || terr != nil || start != p.start || strings.Contains(string(st), ") Z ") {
+		return fmt.Errorf("%w: init of node %s (pid %d) has exited", ErrGone, p.name, p.pid)
+	}
+	return err
 }
 
 // exec runs req in the node and streams its output to out.
@@ -281,11 +300,11 @@ func (p *proc) exec(ctx context.Context, req ExecRequest, out OutputFunc) (ExitS
 	outW.Close()
 	errW.Close()
 	if werr != nil {
-		return ExitStatus{}, fmt.Errorf("node %s: send exec: %w", p.name, werr)
+		return ExitStatus{}, p.gone(fmt.Errorf("node %s: send exec: %w", p.name, werr))
 	}
 	var rep wireReply
 	if _, err := readMsg(c, &rep); err != nil {
-		return ExitStatus{}, fmt.Errorf("node %s: exec reply: %w", p.name, err)
+		return ExitStatus{}, p.gone(fmt.Errorf("node %s: exec reply: %w", p.name, err))
 	}
 	if rep.Error != "" {
 		msg := []byte("nslab: " + rep.Error + "\n")
@@ -380,7 +399,7 @@ wait:
 		}
 	}
 	if !final.Exited {
-		return ExitStatus{}, fmt.Errorf("node %s: lost the command: %s", p.name, final.Error)
+		return ExitStatus{}, p.gone(fmt.Errorf("node %s: lost the command: %s", p.name, final.Error))
 	}
 	done := make(chan struct{})
 	go func() { readers.Wait(); close(done) }()

@@ -77,7 +77,10 @@ func parseFlags(args []string) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	if o.uidStart == 0 || o.uidStart+uint(o.uidSlots)*sandbox.UIDRange > 1<<32-1 {
+	if o.uidSlots < 1 {
+		return o, fmt.Errorf("--uid-slots %d: must be at least 1", o.uidSlots)
+	}
+	if o.uidStart == 0 || uint64(o.uidStart)+uint64(o.uidSlots)*sandbox.UIDRange > 1<<32 {
 		return o, fmt.Errorf("--uid-start %d with --uid-slots %d: ranges must lie in 1..2^32-1", o.uidStart, o.uidSlots)
 	}
 	return o, nil
@@ -106,6 +109,15 @@ func run(ctx context.Context, o options, ready func()) error {
 	mgr, err := sandbox.NewManager(sandbox.Config{StateDir: o.stateDir, CgroupParent: o.cgroupParent, Logger: log})
 	if err != nil {
 		return err
+	}
+	// One labd per database and state dir: a second one would reconcile
+	// away the first one's sandboxes while they are being built.
+	for _, p := range []string{o.db, o.stateDir} {
+		lock, err := lockExclusive(p)
+		if err != nil {
+			return err
+		}
+		defer lock.Close()
 	}
 	sandboxes := api.NewSandboxServer(api.Config{
 		Store: st, Catalog: catalog, Manager: mgr, Logger: log,
@@ -167,9 +179,10 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("socket %s: another labd is serving on it", path)
 	}
 	os.Remove(path)
-	old := syscall.Umask(0o117)
+	// Until the chmod below the socket has the umask's mode; connecting
+	// needs write permission, so under the usual 022 only root can.
+	// (Changing the umask instead would race with every other goroutine.)
 	ln, err := net.Listen("unix", path)
-	syscall.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
@@ -178,4 +191,21 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("chmod %s: %w", path, err)
 	}
 	return ln, nil
+}
+
+// lockExclusive takes a non-blocking flock on path, held until the file
+// is closed (or the process dies).
+func lockExclusive(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s is in use by another labd", path)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return f, nil
 }

@@ -96,4 +96,3 @@ func (s *SandboxServer) Close() {
 		delete(s.live, id)
 	}
 }
-
