@@ -158,14 +158,30 @@ func writeLab(w io.Writer, lab *labsv1.Lab) error {
 		return err
 	}
 
-	if len(lab.GetLinks()) == 0 {
+	if len(lab.GetLinks()) > 0 {
+		fmt.Fprintln(w)
+		tw = newTable(w)
+		fmt.Fprintln(tw, "LINK\tENDPOINTS")
+		for _, l := range lab.GetLinks() {
+			fmt.Fprintf(tw, "%s\t%s\n", l.GetName(), orDash(strings.Join(l.GetEndpoints(), " ")))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+
+	if len(lab.GetExercises()) == 0 {
 		return nil
 	}
 	fmt.Fprintln(w)
 	tw = newTable(w)
-	fmt.Fprintln(tw, "LINK\tENDPOINTS")
-	for _, l := range lab.GetLinks() {
-		fmt.Fprintf(tw, "%s\t%s\n", l.GetName(), orDash(strings.Join(l.GetEndpoints(), " ")))
+	fmt.Fprintln(tw, "EXERCISE\tTITLE\tCHECKS\tPOINTS")
+	for _, ex := range lab.GetExercises() {
+		var points int32
+		for _, ch := range ex.GetChecks() {
+			points += ch.GetPoints()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", ex.GetId(), orDash(ex.GetTitle()), len(ex.GetChecks()), points)
 	}
 	return tw.Flush()
 }

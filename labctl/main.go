@@ -126,6 +126,14 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.cmdExec(ctx, rest)
 	case "stop":
 		return c.cmdStop(ctx, rest)
+	case "check":
+		return c.cmdCheck(ctx, rest)
+	case "grades":
+		return c.cmdGrades(ctx, rest)
+	case "solve":
+		return c.cmdSolve(ctx, rest)
+	case "capture":
+		return c.cmdCapture(ctx, rest)
 	case "help":
 		if len(rest) > 0 && rest[0] != "help" {
 			// "labctl help exec" is "labctl exec -h".
@@ -142,18 +150,23 @@ const usageText = `Usage: labctl [--addr ADDR] [--timeout DURATION] COMMAND [ARG
 
 Commands:
   labs [-o json|table] [-q]              list the labs
-  labs show [-o json|table] [-q] LAB     show a lab's metadata and topology
+  labs show [-o json|table] [-q] LAB     show a lab's topology and exercises
   start LAB                              create a sandbox; prints only its id
   ls [-o json|table] [-q]                list the sandboxes
   show [-o json|table] [-q] ID           show a sandbox's nodes and links
   exec [FLAGS] ID NODE [--] CMD [ARG...] run a command as root of a node
   stop [-v] ID [ID...]                   delete sandboxes
+  check [FLAGS] ID [EXERCISE]            grade exercises; exits 1 unless all pass
+  grades [-o json|table] ID [EXERCISE]   list a sandbox's stored grades
+  solve [-o json|table] ID EXERCISE      run an exercise's reference solution
+  capture [FLAGS] ID                     write the sandbox's packets as pcapng
   help [COMMAND]                         show this help or a command's
 
 Global flags (before the command):
   --addr ADDR          labd address: unix:///path, unix:path or host:port
                        (default $LABCTL_ADDR, else unix:///run/nslab/labd.sock)
-  --timeout DURATION   deadline of each call except exec (default 2m; 0: none)
+  --timeout DURATION   deadline of each call except exec and capture
+                       (default 2m; 0: none)
 
 IDs may be bare (s-7f3a9c) or resource names (sandboxes/s-7f3a9c, labs/routed).
 Run 'labctl COMMAND -h' for a command's flags.
@@ -310,6 +323,14 @@ func (c *cli) sandboxClient() (labsv1.SandboxServiceClient, error) {
 		return nil, err
 	}
 	return labsv1.NewSandboxServiceClient(conn), nil
+}
+
+func (c *cli) gradingClient() (labsv1.GradingServiceClient, error) {
+	conn, err := c.connect()
+	if err != nil {
+		return nil, err
+	}
+	return labsv1.NewGradingServiceClient(conn), nil
 }
 
 // unary bounds one unary call by --timeout.

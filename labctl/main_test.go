@@ -35,6 +35,7 @@ var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 type fakeLabd struct {
 	labsv1.UnimplementedLabServiceServer
 	labsv1.UnimplementedSandboxServiceServer
+	labsv1.UnimplementedGradingServiceServer
 
 	labs      []*labsv1.Lab
 	sandboxes []*labsv1.Sandbox
@@ -44,6 +45,15 @@ type fakeLabd struct {
 	err error
 	// exec is what Exec streams.
 	exec []*labsv1.ExecResponse
+	// reports are what Grade returns (those of the exercise asked for).
+	reports []*labsv1.GradeReport
+	// grades are what ListGrades returns.
+	grades []*labsv1.GradeReport
+	// steps are what Solve returns.
+	steps []*labsv1.SolveStep
+	// capture is what Capture streams; with follow it then waits for the
+	// client to go away, as live capture does.
+	capture []*labsv1.CaptureResponse
 
 	mu       sync.Mutex
 	requests []proto.Message
@@ -168,6 +178,7 @@ func (f *fakeLabd) Exec(req *labsv1.ExecRequest, stream grpc.ServerStreamingServ
 func (f *fakeLabd) register(s *grpc.Server) {
 	labsv1.RegisterLabServiceServer(s, f)
 	labsv1.RegisterSandboxServiceServer(s, f)
+	labsv1.RegisterGradingServiceServer(s, f)
 }
 
 // serve runs f over bufconn and returns a config whose dialer reaches it.
@@ -238,6 +249,13 @@ func sampleLabs() []*labsv1.Lab {
 				}},
 			},
 			Links: []*labsv1.LabLink{{Name: "l1", Endpoints: []string{"h1:eth0", "r1:eth0"}}},
+			Exercises: []*labsv1.Exercise{
+				{Id: "forward", Title: "Turn on forwarding", Checks: []*labsv1.ExerciseCheck{
+					{Id: "fwd", Kind: "sysctl", Description: "r1 forwards IPv4", Points: 2},
+					{Id: "secret", Kind: "probe", Points: 3, Hidden: true},
+				}},
+				{Id: "route", Title: "Route h1 to h2", Checks: []*labsv1.ExerciseCheck{{Points: 1}, {Points: 3}, {Points: 2}}},
+			},
 		},
 		{Name: "labs/nat", Title: "Masquerade", Level: "intermediate", Minutes: 30, Nodes: []*labsv1.LabNode{{Name: "a"}}},
 	}
@@ -489,6 +507,9 @@ func TestLabs(t *testing.T) {
 		"r1    eth0       -     10.0.1.1/24  sshd\n",
 		"      eth1       1400  10.0.2.1/24\n",
 		"l1    h1:eth0 r1:eth0\n",
+		"EXERCISE  TITLE               CHECKS  POINTS\n" +
+			"forward   Turn on forwarding  2       5\n" +
+			"route     Route h1 to h2      3       6\n",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("labs show lacks %q:\n%s", want, r.stdout)
@@ -596,6 +617,18 @@ func TestUsageErrors(t *testing.T) {
 		{"exec", "--timeout", "-1s", "s-1", "h1", "true"},
 		{"stop"},
 		{"labs", "shw"},
+		{"check"},
+		{"check", "s-1", "ex", "extra"},
+		{"check", "-o", "yaml", "s-1"},
+		{"grades"},
+		{"grades", "s-1", "-q"},
+		{"solve", "s-1"},
+		{"solve", "s-1", "ex", "extra"},
+		{"capture"},
+		{"capture", "s-1", "s-2"},
+		{"capture", "s-1", "--since", "-5s"},
+		{"capture", "s-1", "-w", ""},
+		{"capture", "s-1", "--since", "soon"},
 	}
 	for _, args := range tests {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
@@ -621,16 +654,30 @@ func TestHelp(t *testing.T) {
 		if r.code != 0 || r.stderr != "" {
 			t.Errorf("labctl %q = %d, stderr %q", args, r.code, r.stderr)
 		}
-		for _, cmd := range []string{"labs", "labs show", "start", "ls", "show", "exec", "stop", "help"} {
+		for _, cmd := range []string{"labs", "labs show", "start", "ls", "show", "exec", "stop", "check", "grades", "solve", "capture", "help"} {
 			if !strings.Contains(r.stdout, "\n  "+cmd+" ") {
 				t.Errorf("labctl %q does not list %q:\n%s", args, cmd, r.stdout)
 			}
 		}
 	}
-	for _, args := range [][]string{{"exec", "-h"}, {"help", "exec"}} {
-		r := runCLI(t, cfg, "", args...)
-		if r.code != 0 || !strings.HasPrefix(r.stdout, "Usage: labctl exec ") || !strings.Contains(r.stdout, "-timeout") {
-			t.Errorf("labctl %q = %d, stdout %q, stderr %q", args, r.code, r.stdout, r.stderr)
+	for _, tc := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"exec", "-h"}, "-timeout"},
+		{[]string{"help", "exec"}, "-timeout"},
+		{[]string{"check", "-h"}, "-ascii"},
+		{[]string{"help", "grades"}, "-o"},
+		{[]string{"solve", "--help"}, "-o"},
+		{[]string{"capture", "-h"}, "-follow"},
+	} {
+		cmd := tc.args[0]
+		if cmd == "help" {
+			cmd = tc.args[1]
+		}
+		r := runCLI(t, cfg, "", tc.args...)
+		if r.code != 0 || !strings.HasPrefix(r.stdout, "Usage: labctl "+cmd+" ") || !strings.Contains(r.stdout, tc.flag) {
+			t.Errorf("labctl %q = %d, stdout %q, stderr %q", tc.args, r.code, r.stdout, r.stderr)
 		}
 	}
 }
@@ -746,6 +793,7 @@ func TestInterrupt(t *testing.T) {
 
 type hangingExec struct {
 	labsv1.UnimplementedSandboxServiceServer
+	labsv1.UnimplementedGradingServiceServer
 }
 
 func (hangingExec) Exec(_ *labsv1.ExecRequest, stream grpc.ServerStreamingServer[labsv1.ExecResponse]) error {

@@ -19,6 +19,8 @@ type Lab struct {
 	Links    []Segment `yaml:"links"`    // exactly two endpoints each
 	Segments []Segment `yaml:"segments"` // two or more endpoints on one shared bridge
 
+	Exercises []Exercise `yaml:"exercises"`
+
 	// Source is where the definition was read from ("embedded:routed/lab.yaml"
 	// or a file path). Not part of the YAML.
 	Source string `yaml:"-"`

@@ -152,6 +152,7 @@ func validate(l *Lab) []Problem {
 	v.metadata()
 	v.nodes()
 	v.segments()
+	v.exercises()
 	return v.problems
 }
 

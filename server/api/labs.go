@@ -5,8 +5,8 @@ import (
 	"strconv"
 	"strings"
 
-	labsv1 "nslab/proto/labs/v1"
 	"nslab/labs"
+	labsv1 "nslab/proto/labs/v1"
 )
 
 // LabServer serves LabService from a catalog.
@@ -102,6 +102,17 @@ func labToProto(l *labs.Lab) *labsv1.Lab {
 	}
 	for _, s := range l.AllSegments() {
 		out.Links = append(out.Links, &labsv1.LabLink{Name: s.Name, Endpoints: s.Endpoints})
+	}
+	for _, e := range l.Exercises {
+		pe := &labsv1.Exercise{Id: e.ID, Title: e.Title, Instructions: e.Instructions, Hints: e.Hints}
+		for _, c := range e.Checks {
+			pc := &labsv1.ExerciseCheck{Id: c.ID, Kind: c.Kind(), Points: int32(max(c.Points, 1)), Hidden: c.Hidden}
+			if !c.Hidden {
+				pc.Description = c.Description
+			}
+			pe.Checks = append(pe.Checks, pc)
+		}
+		out.Exercises = append(out.Exercises, pe)
 	}
 	return out
 }

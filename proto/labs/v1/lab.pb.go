@@ -42,7 +42,9 @@ type Lab struct {
 	// Kernel features the lab needs beyond the baseline (e.g. netem).
 	Requires []string `protobuf:"bytes,10,rep,name=requires,proto3" json:"requires,omitempty"`
 	// Where the definition was read from.
-	Source        string `protobuf:"bytes,11,opt,name=source,proto3" json:"source,omitempty"`
+	Source string `protobuf:"bytes,11,opt,name=source,proto3" json:"source,omitempty"`
+	// The graded exercises, in order.
+	Exercises     []*Exercise `protobuf:"bytes,12,rep,name=exercises,proto3" json:"exercises,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -154,6 +156,170 @@ func (x *Lab) GetSource() string {
 	return ""
 }
 
+func (x *Lab) GetExercises() []*Exercise {
+	if x != nil {
+		return x.Exercises
+	}
+	return nil
+}
+
+// Exercise is one graded task of a lab.
+type Exercise struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Title string                 `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
+	// Markdown.
+	Instructions string   `protobuf:"bytes,3,opt,name=instructions,proto3" json:"instructions,omitempty"`
+	Hints        []string `protobuf:"bytes,4,rep,name=hints,proto3" json:"hints,omitempty"`
+	// The checks, without their expected values (those are the answer).
+	Checks        []*ExerciseCheck `protobuf:"bytes,5,rep,name=checks,proto3" json:"checks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Exercise) Reset() {
+	*x = Exercise{}
+	mi := &file_labs_v1_lab_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Exercise) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Exercise) ProtoMessage() {}
+
+func (x *Exercise) ProtoReflect() protoreflect.Message {
+	mi := &file_labs_v1_lab_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Exercise.ProtoReflect.Descriptor instead.
+func (*Exercise) Descriptor() ([]byte, []int) {
+	return file_labs_v1_lab_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Exercise) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Exercise) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *Exercise) GetInstructions() string {
+	if x != nil {
+		return x.Instructions
+	}
+	return ""
+}
+
+func (x *Exercise) GetHints() []string {
+	if x != nil {
+		return x.Hints
+	}
+	return nil
+}
+
+func (x *Exercise) GetChecks() []*ExerciseCheck {
+	if x != nil {
+		return x.Checks
+	}
+	return nil
+}
+
+// ExerciseCheck describes a check to the learner.
+type ExerciseCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Kind  string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Empty for hidden checks.
+	Description   string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	Points        int32  `protobuf:"varint,4,opt,name=points,proto3" json:"points,omitempty"`
+	Hidden        bool   `protobuf:"varint,5,opt,name=hidden,proto3" json:"hidden,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExerciseCheck) Reset() {
+	*x = ExerciseCheck{}
+	mi := &file_labs_v1_lab_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExerciseCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExerciseCheck) ProtoMessage() {}
+
+func (x *ExerciseCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_labs_v1_lab_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExerciseCheck.ProtoReflect.Descriptor instead.
+func (*ExerciseCheck) Descriptor() ([]byte, []int) {
+	return file_labs_v1_lab_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ExerciseCheck) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ExerciseCheck) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ExerciseCheck) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *ExerciseCheck) GetPoints() int32 {
+	if x != nil {
+		return x.Points
+	}
+	return 0
+}
+
+func (x *ExerciseCheck) GetHidden() bool {
+	if x != nil {
+		return x.Hidden
+	}
+	return false
+}
+
 // LabNode is one node of a lab's topology.
 type LabNode struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -167,7 +333,7 @@ type LabNode struct {
 
 func (x *LabNode) Reset() {
 	*x = LabNode{}
-	mi := &file_labs_v1_lab_proto_msgTypes[1]
+	mi := &file_labs_v1_lab_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -179,7 +345,7 @@ func (x *LabNode) String() string {
 func (*LabNode) ProtoMessage() {}
 
 func (x *LabNode) ProtoReflect() protoreflect.Message {
-	mi := &file_labs_v1_lab_proto_msgTypes[1]
+	mi := &file_labs_v1_lab_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -192,7 +358,7 @@ func (x *LabNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LabNode.ProtoReflect.Descriptor instead.
 func (*LabNode) Descriptor() ([]byte, []int) {
-	return file_labs_v1_lab_proto_rawDescGZIP(), []int{1}
+	return file_labs_v1_lab_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *LabNode) GetName() string {
@@ -229,7 +395,7 @@ type LabInterface struct {
 
 func (x *LabInterface) Reset() {
 	*x = LabInterface{}
-	mi := &file_labs_v1_lab_proto_msgTypes[2]
+	mi := &file_labs_v1_lab_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -241,7 +407,7 @@ func (x *LabInterface) String() string {
 func (*LabInterface) ProtoMessage() {}
 
 func (x *LabInterface) ProtoReflect() protoreflect.Message {
-	mi := &file_labs_v1_lab_proto_msgTypes[2]
+	mi := &file_labs_v1_lab_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -254,7 +420,7 @@ func (x *LabInterface) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LabInterface.ProtoReflect.Descriptor instead.
 func (*LabInterface) Descriptor() ([]byte, []int) {
-	return file_labs_v1_lab_proto_rawDescGZIP(), []int{2}
+	return file_labs_v1_lab_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *LabInterface) GetName() string {
@@ -290,7 +456,7 @@ type LabLink struct {
 
 func (x *LabLink) Reset() {
 	*x = LabLink{}
-	mi := &file_labs_v1_lab_proto_msgTypes[3]
+	mi := &file_labs_v1_lab_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -302,7 +468,7 @@ func (x *LabLink) String() string {
 func (*LabLink) ProtoMessage() {}
 
 func (x *LabLink) ProtoReflect() protoreflect.Message {
-	mi := &file_labs_v1_lab_proto_msgTypes[3]
+	mi := &file_labs_v1_lab_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -315,7 +481,7 @@ func (x *LabLink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LabLink.ProtoReflect.Descriptor instead.
 func (*LabLink) Descriptor() ([]byte, []int) {
-	return file_labs_v1_lab_proto_rawDescGZIP(), []int{3}
+	return file_labs_v1_lab_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *LabLink) GetName() string {
@@ -345,7 +511,7 @@ type ListLabsRequest struct {
 
 func (x *ListLabsRequest) Reset() {
 	*x = ListLabsRequest{}
-	mi := &file_labs_v1_lab_proto_msgTypes[4]
+	mi := &file_labs_v1_lab_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -357,7 +523,7 @@ func (x *ListLabsRequest) String() string {
 func (*ListLabsRequest) ProtoMessage() {}
 
 func (x *ListLabsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_labs_v1_lab_proto_msgTypes[4]
+	mi := &file_labs_v1_lab_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -370,7 +536,7 @@ func (x *ListLabsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLabsRequest.ProtoReflect.Descriptor instead.
 func (*ListLabsRequest) Descriptor() ([]byte, []int) {
-	return file_labs_v1_lab_proto_rawDescGZIP(), []int{4}
+	return file_labs_v1_lab_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListLabsRequest) GetPageSize() int32 {
@@ -399,7 +565,7 @@ type ListLabsResponse struct {
 
 func (x *ListLabsResponse) Reset() {
 	*x = ListLabsResponse{}
-	mi := &file_labs_v1_lab_proto_msgTypes[5]
+	mi := &file_labs_v1_lab_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -411,7 +577,7 @@ func (x *ListLabsResponse) String() string {
 func (*ListLabsResponse) ProtoMessage() {}
 
 func (x *ListLabsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_labs_v1_lab_proto_msgTypes[5]
+	mi := &file_labs_v1_lab_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -424,7 +590,7 @@ func (x *ListLabsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLabsResponse.ProtoReflect.Descriptor instead.
 func (*ListLabsResponse) Descriptor() ([]byte, []int) {
-	return file_labs_v1_lab_proto_rawDescGZIP(), []int{5}
+	return file_labs_v1_lab_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListLabsResponse) GetLabs() []*Lab {
@@ -452,7 +618,7 @@ type GetLabRequest struct {
 
 func (x *GetLabRequest) Reset() {
 	*x = GetLabRequest{}
-	mi := &file_labs_v1_lab_proto_msgTypes[6]
+	mi := &file_labs_v1_lab_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +630,7 @@ func (x *GetLabRequest) String() string {
 func (*GetLabRequest) ProtoMessage() {}
 
 func (x *GetLabRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_labs_v1_lab_proto_msgTypes[6]
+	mi := &file_labs_v1_lab_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +643,7 @@ func (x *GetLabRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLabRequest.ProtoReflect.Descriptor instead.
 func (*GetLabRequest) Descriptor() ([]byte, []int) {
-	return file_labs_v1_lab_proto_rawDescGZIP(), []int{6}
+	return file_labs_v1_lab_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetLabRequest) GetName() string {
@@ -497,7 +663,7 @@ type GetLabResponse struct {
 
 func (x *GetLabResponse) Reset() {
 	*x = GetLabResponse{}
-	mi := &file_labs_v1_lab_proto_msgTypes[7]
+	mi := &file_labs_v1_lab_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -509,7 +675,7 @@ func (x *GetLabResponse) String() string {
 func (*GetLabResponse) ProtoMessage() {}
 
 func (x *GetLabResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_labs_v1_lab_proto_msgTypes[7]
+	mi := &file_labs_v1_lab_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -522,7 +688,7 @@ func (x *GetLabResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLabResponse.ProtoReflect.Descriptor instead.
 func (*GetLabResponse) Descriptor() ([]byte, []int) {
-	return file_labs_v1_lab_proto_rawDescGZIP(), []int{7}
+	return file_labs_v1_lab_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetLabResponse) GetLab() *Lab {
@@ -536,7 +702,7 @@ var File_labs_v1_lab_proto protoreflect.FileDescriptor
 
 const file_labs_v1_lab_proto_rawDesc = "" +
 	"\n" +
-	"\x11labs/v1/lab.proto\x12\alabs.v1\"\xa5\x02\n" +
+	"\x11labs/v1/lab.proto\x12\alabs.v1\"\xd6\x02\n" +
 	"\x03Lab\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
@@ -549,7 +715,20 @@ const file_labs_v1_lab_proto_rawDesc = "" +
 	"\x05links\x18\t \x03(\v2\x10.labs.v1.LabLinkR\x05links\x12\x1a\n" +
 	"\brequires\x18\n" +
 	" \x03(\tR\brequires\x12\x16\n" +
-	"\x06source\x18\v \x01(\tR\x06source\"p\n" +
+	"\x06source\x18\v \x01(\tR\x06source\x12/\n" +
+	"\texercises\x18\f \x03(\v2\x11.labs.v1.ExerciseR\texercises\"\x9a\x01\n" +
+	"\bExercise\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05title\x18\x02 \x01(\tR\x05title\x12\"\n" +
+	"\finstructions\x18\x03 \x01(\tR\finstructions\x12\x14\n" +
+	"\x05hints\x18\x04 \x03(\tR\x05hints\x12.\n" +
+	"\x06checks\x18\x05 \x03(\v2\x16.labs.v1.ExerciseCheckR\x06checks\"\x85\x01\n" +
+	"\rExerciseCheck\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x16\n" +
+	"\x06points\x18\x04 \x01(\x05R\x06points\x12\x16\n" +
+	"\x06hidden\x18\x05 \x01(\bR\x06hidden\"p\n" +
 	"\aLabNode\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x125\n" +
 	"\n" +
@@ -591,32 +770,36 @@ func file_labs_v1_lab_proto_rawDescGZIP() []byte {
 	return file_labs_v1_lab_proto_rawDescData
 }
 
-var file_labs_v1_lab_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_labs_v1_lab_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_labs_v1_lab_proto_goTypes = []any{
 	(*Lab)(nil),              // 0: labs.v1.Lab
-	(*LabNode)(nil),          // 1: labs.v1.LabNode
-	(*LabInterface)(nil),     // 2: labs.v1.LabInterface
-	(*LabLink)(nil),          // 3: labs.v1.LabLink
-	(*ListLabsRequest)(nil),  // 4: labs.v1.ListLabsRequest
-	(*ListLabsResponse)(nil), // 5: labs.v1.ListLabsResponse
-	(*GetLabRequest)(nil),    // 6: labs.v1.GetLabRequest
-	(*GetLabResponse)(nil),   // 7: labs.v1.GetLabResponse
+	(*Exercise)(nil),         // 1: labs.v1.Exercise
+	(*ExerciseCheck)(nil),    // 2: labs.v1.ExerciseCheck
+	(*LabNode)(nil),          // 3: labs.v1.LabNode
+	(*LabInterface)(nil),     // 4: labs.v1.LabInterface
+	(*LabLink)(nil),          // 5: labs.v1.LabLink
+	(*ListLabsRequest)(nil),  // 6: labs.v1.ListLabsRequest
+	(*ListLabsResponse)(nil), // 7: labs.v1.ListLabsResponse
+	(*GetLabRequest)(nil),    // 8: labs.v1.GetLabRequest
+	(*GetLabResponse)(nil),   // 9: labs.v1.GetLabResponse
 }
 var file_labs_v1_lab_proto_depIdxs = []int32{
-	1, // 0: labs.v1.Lab.nodes:type_name -> labs.v1.LabNode
-	3, // 1: labs.v1.Lab.links:type_name -> labs.v1.LabLink
-	2, // 2: labs.v1.LabNode.interfaces:type_name -> labs.v1.LabInterface
-	0, // 3: labs.v1.ListLabsResponse.labs:type_name -> labs.v1.Lab
-	0, // 4: labs.v1.GetLabResponse.lab:type_name -> labs.v1.Lab
-	4, // 5: labs.v1.LabService.ListLabs:input_type -> labs.v1.ListLabsRequest
-	6, // 6: labs.v1.LabService.GetLab:input_type -> labs.v1.GetLabRequest
-	5, // 7: labs.v1.LabService.ListLabs:output_type -> labs.v1.ListLabsResponse
-	7, // 8: labs.v1.LabService.GetLab:output_type -> labs.v1.GetLabResponse
-	7, // [7:9] is the sub-list for method output_type
-	5, // [5:7] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	3, // 0: labs.v1.Lab.nodes:type_name -> labs.v1.LabNode
+	5, // 1: labs.v1.Lab.links:type_name -> labs.v1.LabLink
+	1, // 2: labs.v1.Lab.exercises:type_name -> labs.v1.Exercise
+	2, // 3: labs.v1.Exercise.checks:type_name -> labs.v1.ExerciseCheck
+	4, // 4: labs.v1.LabNode.interfaces:type_name -> labs.v1.LabInterface
+	0, // 5: labs.v1.ListLabsResponse.labs:type_name -> labs.v1.Lab
+	0, // 6: labs.v1.GetLabResponse.lab:type_name -> labs.v1.Lab
+	6, // 7: labs.v1.LabService.ListLabs:input_type -> labs.v1.ListLabsRequest
+	8, // 8: labs.v1.LabService.GetLab:input_type -> labs.v1.GetLabRequest
+	7, // 9: labs.v1.LabService.ListLabs:output_type -> labs.v1.ListLabsResponse
+	9, // 10: labs.v1.LabService.GetLab:output_type -> labs.v1.GetLabResponse
+	9, // [9:11] is the sub-list for method output_type
+	7, // [7:9] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_labs_v1_lab_proto_init() }
@@ -630,7 +813,7 @@ func file_labs_v1_lab_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_labs_v1_lab_proto_rawDesc), len(file_labs_v1_lab_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

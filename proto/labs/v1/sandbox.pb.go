@@ -1036,6 +1036,144 @@ func (x *ExitStatus) GetOutputTruncated() bool {
 	return false
 }
 
+// CaptureRequest is the request of Capture.
+type CaptureRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. sandboxes/{sandbox} or the bare id.
+	Sandbox string `protobuf:"bytes,1,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	// Only this link or segment, when set.
+	Link string `protobuf:"bytes,2,opt,name=link,proto3" json:"link,omitempty"`
+	// Only packets sent or received by this node, when set.
+	Node string `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	// Keep streaming live packets after the ring has been sent.
+	Follow bool `protobuf:"varint,4,opt,name=follow,proto3" json:"follow,omitempty"`
+	// Start no earlier than this long ago (from the ring); 0 = all of it.
+	Since         *durationpb.Duration `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CaptureRequest) Reset() {
+	*x = CaptureRequest{}
+	mi := &file_labs_v1_sandbox_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CaptureRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CaptureRequest) ProtoMessage() {}
+
+func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_labs_v1_sandbox_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CaptureRequest.ProtoReflect.Descriptor instead.
+func (*CaptureRequest) Descriptor() ([]byte, []int) {
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CaptureRequest) GetSandbox() string {
+	if x != nil {
+		return x.Sandbox
+	}
+	return ""
+}
+
+func (x *CaptureRequest) GetLink() string {
+	if x != nil {
+		return x.Link
+	}
+	return ""
+}
+
+func (x *CaptureRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *CaptureRequest) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
+}
+
+func (x *CaptureRequest) GetSince() *durationpb.Duration {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+// CaptureResponse carries a chunk of the pcapng byte stream; the
+// concatenation of every chunk is one pcapng file.
+type CaptureResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Data  []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// Packets the capture had to drop so far (ring overflow or a slow
+	// reader), for this stream.
+	Dropped       int64 `protobuf:"varint,2,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CaptureResponse) Reset() {
+	*x = CaptureResponse{}
+	mi := &file_labs_v1_sandbox_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CaptureResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CaptureResponse) ProtoMessage() {}
+
+func (x *CaptureResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_labs_v1_sandbox_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CaptureResponse.ProtoReflect.Descriptor instead.
+func (*CaptureResponse) Descriptor() ([]byte, []int) {
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CaptureResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *CaptureResponse) GetDropped() int64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
 var File_labs_v1_sandbox_proto protoreflect.FileDescriptor
 
 const file_labs_v1_sandbox_proto_rawDesc = "" +
@@ -1114,14 +1252,24 @@ const file_labs_v1_sandbox_proto_rawDesc = "" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06signal\x18\x02 \x01(\tR\x06signal\x12\x1b\n" +
 	"\ttimed_out\x18\x03 \x01(\bR\btimedOut\x12)\n" +
-	"\x10output_truncated\x18\x04 \x01(\bR\x0foutputTruncated2\xfe\x02\n" +
+	"\x10output_truncated\x18\x04 \x01(\bR\x0foutputTruncated\"\x9b\x01\n" +
+	"\x0eCaptureRequest\x12\x18\n" +
+	"\asandbox\x18\x01 \x01(\tR\asandbox\x12\x12\n" +
+	"\x04link\x18\x02 \x01(\tR\x04link\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\x12\x16\n" +
+	"\x06follow\x18\x04 \x01(\bR\x06follow\x12/\n" +
+	"\x05since\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x05since\"?\n" +
+	"\x0fCaptureResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x18\n" +
+	"\adropped\x18\x02 \x01(\x03R\adropped2\xbe\x03\n" +
 	"\x0eSandboxService\x12N\n" +
 	"\rCreateSandbox\x12\x1d.labs.v1.CreateSandboxRequest\x1a\x1e.labs.v1.CreateSandboxResponse\x12E\n" +
 	"\n" +
 	"GetSandbox\x12\x1a.labs.v1.GetSandboxRequest\x1a\x1b.labs.v1.GetSandboxResponse\x12N\n" +
 	"\rListSandboxes\x12\x1d.labs.v1.ListSandboxesRequest\x1a\x1e.labs.v1.ListSandboxesResponse\x12N\n" +
 	"\rDeleteSandbox\x12\x1d.labs.v1.DeleteSandboxRequest\x1a\x1e.labs.v1.DeleteSandboxResponse\x125\n" +
-	"\x04Exec\x12\x14.labs.v1.ExecRequest\x1a\x15.labs.v1.ExecResponse0\x01B\x1cZ\x1anslab/proto/labs/v1;labsv1b\x06proto3"
+	"\x04Exec\x12\x14.labs.v1.ExecRequest\x1a\x15.labs.v1.ExecResponse0\x01\x12>\n" +
+	"\aCapture\x12\x17.labs.v1.CaptureRequest\x1a\x18.labs.v1.CaptureResponse0\x01B\x1cZ\x1anslab/proto/labs/v1;labsv1b\x06proto3"
 
 var (
 	file_labs_v1_sandbox_proto_rawDescOnce sync.Once
@@ -1136,7 +1284,7 @@ func file_labs_v1_sandbox_proto_rawDescGZIP() []byte {
 }
 
 var file_labs_v1_sandbox_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_labs_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_labs_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_labs_v1_sandbox_proto_goTypes = []any{
 	(Sandbox_State)(0),            // 0: labs.v1.Sandbox.State
 	(*Sandbox)(nil),               // 1: labs.v1.Sandbox
@@ -1154,38 +1302,43 @@ var file_labs_v1_sandbox_proto_goTypes = []any{
 	(*ExecRequest)(nil),           // 13: labs.v1.ExecRequest
 	(*ExecResponse)(nil),          // 14: labs.v1.ExecResponse
 	(*ExitStatus)(nil),            // 15: labs.v1.ExitStatus
-	nil,                           // 16: labs.v1.ExecRequest.EnvEntry
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 18: google.protobuf.Duration
+	(*CaptureRequest)(nil),        // 16: labs.v1.CaptureRequest
+	(*CaptureResponse)(nil),       // 17: labs.v1.CaptureResponse
+	nil,                           // 18: labs.v1.ExecRequest.EnvEntry
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
 }
 var file_labs_v1_sandbox_proto_depIdxs = []int32{
 	0,  // 0: labs.v1.Sandbox.state:type_name -> labs.v1.Sandbox.State
-	17, // 1: labs.v1.Sandbox.create_time:type_name -> google.protobuf.Timestamp
-	17, // 2: labs.v1.Sandbox.ready_time:type_name -> google.protobuf.Timestamp
+	19, // 1: labs.v1.Sandbox.create_time:type_name -> google.protobuf.Timestamp
+	19, // 2: labs.v1.Sandbox.ready_time:type_name -> google.protobuf.Timestamp
 	2,  // 3: labs.v1.Sandbox.nodes:type_name -> labs.v1.Node
 	4,  // 4: labs.v1.Sandbox.links:type_name -> labs.v1.Link
 	3,  // 5: labs.v1.Node.interfaces:type_name -> labs.v1.Interface
 	1,  // 6: labs.v1.CreateSandboxResponse.sandbox:type_name -> labs.v1.Sandbox
 	1,  // 7: labs.v1.GetSandboxResponse.sandbox:type_name -> labs.v1.Sandbox
 	1,  // 8: labs.v1.ListSandboxesResponse.sandboxes:type_name -> labs.v1.Sandbox
-	16, // 9: labs.v1.ExecRequest.env:type_name -> labs.v1.ExecRequest.EnvEntry
-	18, // 10: labs.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	18, // 9: labs.v1.ExecRequest.env:type_name -> labs.v1.ExecRequest.EnvEntry
+	20, // 10: labs.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
 	15, // 11: labs.v1.ExecResponse.exit:type_name -> labs.v1.ExitStatus
-	5,  // 12: labs.v1.SandboxService.CreateSandbox:input_type -> labs.v1.CreateSandboxRequest
-	7,  // 13: labs.v1.SandboxService.GetSandbox:input_type -> labs.v1.GetSandboxRequest
-	9,  // 14: labs.v1.SandboxService.ListSandboxes:input_type -> labs.v1.ListSandboxesRequest
-	11, // 15: labs.v1.SandboxService.DeleteSandbox:input_type -> labs.v1.DeleteSandboxRequest
-	13, // 16: labs.v1.SandboxService.Exec:input_type -> labs.v1.ExecRequest
-	6,  // 17: labs.v1.SandboxService.CreateSandbox:output_type -> labs.v1.CreateSandboxResponse
-	8,  // 18: labs.v1.SandboxService.GetSandbox:output_type -> labs.v1.GetSandboxResponse
-	10, // 19: labs.v1.SandboxService.ListSandboxes:output_type -> labs.v1.ListSandboxesResponse
-	12, // 20: labs.v1.SandboxService.DeleteSandbox:output_type -> labs.v1.DeleteSandboxResponse
-	14, // 21: labs.v1.SandboxService.Exec:output_type -> labs.v1.ExecResponse
-	17, // [17:22] is the sub-list for method output_type
-	12, // [12:17] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	20, // 12: labs.v1.CaptureRequest.since:type_name -> google.protobuf.Duration
+	5,  // 13: labs.v1.SandboxService.CreateSandbox:input_type -> labs.v1.CreateSandboxRequest
+	7,  // 14: labs.v1.SandboxService.GetSandbox:input_type -> labs.v1.GetSandboxRequest
+	9,  // 15: labs.v1.SandboxService.ListSandboxes:input_type -> labs.v1.ListSandboxesRequest
+	11, // 16: labs.v1.SandboxService.DeleteSandbox:input_type -> labs.v1.DeleteSandboxRequest
+	13, // 17: labs.v1.SandboxService.Exec:input_type -> labs.v1.ExecRequest
+	16, // 18: labs.v1.SandboxService.Capture:input_type -> labs.v1.CaptureRequest
+	6,  // 19: labs.v1.SandboxService.CreateSandbox:output_type -> labs.v1.CreateSandboxResponse
+	8,  // 20: labs.v1.SandboxService.GetSandbox:output_type -> labs.v1.GetSandboxResponse
+	10, // 21: labs.v1.SandboxService.ListSandboxes:output_type -> labs.v1.ListSandboxesResponse
+	12, // 22: labs.v1.SandboxService.DeleteSandbox:output_type -> labs.v1.DeleteSandboxResponse
+	14, // 23: labs.v1.SandboxService.Exec:output_type -> labs.v1.ExecResponse
+	17, // 24: labs.v1.SandboxService.Capture:output_type -> labs.v1.CaptureResponse
+	19, // [19:25] is the sub-list for method output_type
+	13, // [13:19] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_labs_v1_sandbox_proto_init() }
@@ -1204,7 +1357,7 @@ func file_labs_v1_sandbox_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_labs_v1_sandbox_proto_rawDesc), len(file_labs_v1_sandbox_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	SandboxService_ListSandboxes_FullMethodName = "/labs.v1.SandboxService/ListSandboxes"
 	SandboxService_DeleteSandbox_FullMethodName = "/labs.v1.SandboxService/DeleteSandbox"
 	SandboxService_Exec_FullMethodName          = "/labs.v1.SandboxService/Exec"
+	SandboxService_Capture_FullMethodName       = "/labs.v1.SandboxService/Capture"
 )
 
 // SandboxServiceClient is the client API for SandboxService service.
@@ -44,6 +45,9 @@ type SandboxServiceClient interface {
 	DeleteSandbox(ctx context.Context, in *DeleteSandboxRequest, opts ...grpc.CallOption) (*DeleteSandboxResponse, error)
 	// Exec runs a command as root of a node and streams its output.
 	Exec(ctx context.Context, in *ExecRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExecResponse], error)
+	// Capture streams what the sandbox's links carry as pcapng: the
+	// packets already in the capture ring, then (with follow) live ones.
+	Capture(ctx context.Context, in *CaptureRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CaptureResponse], error)
 }
 
 type sandboxServiceClient struct {
@@ -113,6 +117,25 @@ func (c *sandboxServiceClient) Exec(ctx context.Context, in *ExecRequest, opts .
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type SandboxService_ExecClient = grpc.ServerStreamingClient[ExecResponse]
 
+func (c *sandboxServiceClient) Capture(ctx context.Context, in *CaptureRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CaptureResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &SandboxService_ServiceDesc.Streams[1], SandboxService_Capture_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[CaptureRequest, CaptureResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SandboxService_CaptureClient = grpc.ServerStreamingClient[CaptureResponse]
+
 // SandboxServiceServer is the server API for SandboxService service.
 // All implementations must embed UnimplementedSandboxServiceServer
 // for forward compatibility.
@@ -131,6 +154,9 @@ type SandboxServiceServer interface {
 	DeleteSandbox(context.Context, *DeleteSandboxRequest) (*DeleteSandboxResponse, error)
 	// Exec runs a command as root of a node and streams its output.
 	Exec(*ExecRequest, grpc.ServerStreamingServer[ExecResponse]) error
+	// Capture streams what the sandbox's links carry as pcapng: the
+	// packets already in the capture ring, then (with follow) live ones.
+	Capture(*CaptureRequest, grpc.ServerStreamingServer[CaptureResponse]) error
 	mustEmbedUnimplementedSandboxServiceServer()
 }
 
@@ -155,6 +181,9 @@ func (UnimplementedSandboxServiceServer) DeleteSandbox(context.Context, *DeleteS
 }
 func (UnimplementedSandboxServiceServer) Exec(*ExecRequest, grpc.ServerStreamingServer[ExecResponse]) error {
 	return status.Error(codes.Unimplemented, "method Exec not implemented")
+}
+func (UnimplementedSandboxServiceServer) Capture(*CaptureRequest, grpc.ServerStreamingServer[CaptureResponse]) error {
+	return status.Error(codes.Unimplemented, "method Capture not implemented")
 }
 func (UnimplementedSandboxServiceServer) mustEmbedUnimplementedSandboxServiceServer() {}
 func (UnimplementedSandboxServiceServer) testEmbeddedByValue()                        {}
@@ -260,6 +289,17 @@ func _SandboxService_Exec_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type SandboxService_ExecServer = grpc.ServerStreamingServer[ExecResponse]
 
+func _SandboxService_Capture_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(CaptureRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(SandboxServiceServer).Capture(m, &grpc.GenericServerStream[CaptureRequest, CaptureResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SandboxService_CaptureServer = grpc.ServerStreamingServer[CaptureResponse]
+
 // SandboxService_ServiceDesc is the grpc.ServiceDesc for SandboxService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -288,6 +328,11 @@ var SandboxService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Exec",
 			Handler:       _SandboxService_Exec_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Capture",
+			Handler:       _SandboxService_Capture_Handler,
 			ServerStreams: true,
 		},
 	},

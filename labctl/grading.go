@@ -1,0 +1,319 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	labsv1 "nslab/proto/labs/v1"
+)
+
+// cmdCheck is "labctl check ID [EXERCISE]": it grades and exits 0 only when
+// every exercise graded passed, so that "labctl check ID && next" works.
+func (c *cli) cmdCheck(ctx context.Context, args []string) error {
+	fs := c.newFlags("check", "check [-o json|table] [--ascii] ID [EXERCISE]\n\n"+
+		"Grades EXERCISE, or every exercise of the sandbox's lab, and prints each\n"+
+		"check's outcome. Exits 0 when every exercise graded passed, else 1.")
+	format := fs.String("o", "table", "output format: table or json (the GradeResponse)")
+	ascii := fs.Bool("ascii", false, "print PASS and FAIL instead of ✓ and ✗")
+	pos, _, err := fs.parse(args, -1)
+	if err != nil {
+		return err
+	}
+	if len(pos) < 1 || len(pos) > 2 {
+		return usageErr{cmd: "check", msg: "check: want ID [EXERCISE]"}
+	}
+	out := output{format: *format}
+	if err := out.check("check"); err != nil {
+		return err
+	}
+	req := &labsv1.GradeRequest{Sandbox: pos[0]}
+	op := "grade sandbox " + pos[0]
+	if len(pos) == 2 {
+		req.Exercise = pos[1]
+		op = fmt.Sprintf("grade exercise %s in %s", pos[1], pos[0])
+	}
+	client, err := c.gradingClient()
+	if err != nil {
+		return err
+	}
+	cctx, cancel := c.unary(ctx)
+	defer cancel()
+	resp, err := client.Grade(cctx, req)
+	if err != nil {
+		return rpcError(op, err)
+	}
+	if out.format == "json" {
+		err = c.printJSON(resp)
+	} else {
+		err = writeReports(c.stdout, resp.GetReports(), marks(*ascii))
+	}
+	if err != nil {
+		return err
+	}
+	reports := resp.GetReports()
+	if len(reports) == 0 {
+		// Nothing graded is not a pass: a script gating on the exit code
+		// must not move on.
+		return fmt.Errorf("%s: labd graded no exercises", op)
+	}
+	for _, r := range reports {
+		if !r.GetPassed() {
+			return exitCode(1)
+		}
+	}
+	return nil
+}
+
+// passMarks are how check outcomes are shown.
+type passMarks struct{ pass, fail string }
+
+func marks(ascii bool) passMarks {
+	if ascii {
+		return passMarks{pass: "PASS", fail: "FAIL"}
+	}
+	return passMarks{pass: "✓", fail: "✗"}
+}
+
+// writeReports prints reports the way a learner reads them:
+//
+//	forward — Turn on forwarding
+//	  ✓ r1 forwards IPv4 (2/2)
+//	  ✗ h1 reaches h2 (0/3)
+//	    no route to 10.0.2.2 on h1
+//	    seen: h1: default via 10.0.1.254
+//	    hint: which router does h1 know?
+//	  score: 2/5
+func writeReports(w io.Writer, reports []*labsv1.GradeReport, m passMarks) error {
+	var b strings.Builder
+	var score, maxScore int32
+	for i, r := range reports {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(orDash(r.GetExercise()))
+		if t := r.GetExerciseTitle(); t != "" {
+			b.WriteString(" — " + t)
+		}
+		b.WriteByte('\n')
+		for _, res := range r.GetResults() {
+			writeResult(&b, res, m)
+		}
+		fmt.Fprintf(&b, "  score: %d/%d\n", r.GetScore(), r.GetMaxScore())
+		score += r.GetScore()
+		maxScore += r.GetMaxScore()
+	}
+	if len(reports) > 1 {
+		passed := 0
+		for _, r := range reports {
+			if r.GetPassed() {
+				passed++
+			}
+		}
+		fmt.Fprintf(&b, "\ntotal: %d/%d (%d of %d exercises passed)\n", score, maxScore, passed, len(reports))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func writeResult(b *strings.Builder, res *labsv1.CheckResult, m passMarks) {
+	mark, desc := m.pass, res.GetDescription()
+	if !res.GetPassed() {
+		mark = m.fail
+	}
+	switch {
+	case res.GetHidden():
+		// labd blanks what a failed hidden check would give away; a passed
+		// one keeps its description, which still must not be shown.
+		desc = "hidden check"
+	case desc == "":
+		desc = orDash(res.GetCheck())
+	}
+	fmt.Fprintf(b, "  %s %s (%d/%d)\n", mark, desc, res.GetPoints(), res.GetMaxPoints())
+	if res.GetPassed() {
+		return
+	}
+	if msg := strings.TrimSpace(res.GetMessage()); msg != "" {
+		writeIndented(b, "    ", msg)
+	}
+	if res.GetHidden() {
+		return
+	}
+	for _, ev := range res.GetEvidence() {
+		writeIndented(b, "    seen: ", ev)
+	}
+	if h := strings.TrimSpace(res.GetHint()); h != "" {
+		writeIndented(b, "    hint: ", h)
+	}
+}
+
+// writeIndented writes text after prefix, with continuation lines aligned
+// under its first character.
+func writeIndented(b *strings.Builder, prefix, text string) {
+	pad := strings.Repeat(" ", len(prefix))
+	for i, line := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		if i == 0 {
+			b.WriteString(prefix)
+		} else {
+			b.WriteString(pad)
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+}
+
+// cmdGrades is "labctl grades ID [EXERCISE]".
+func (c *cli) cmdGrades(ctx context.Context, args []string) error {
+	fs := c.newFlags("grades", "grades [-o json|table] ID [EXERCISE]\n\n"+
+		"Lists the grades stored for a sandbox, newest first.")
+	format := fs.String("o", "table", "output format: table or json")
+	pos, _, err := fs.parse(args, -1)
+	if err != nil {
+		return err
+	}
+	if len(pos) < 1 || len(pos) > 2 {
+		return usageErr{cmd: "grades", msg: "grades: want ID [EXERCISE]"}
+	}
+	out := output{format: *format}
+	if err := out.check("grades"); err != nil {
+		return err
+	}
+	req := &labsv1.ListGradesRequest{Sandbox: pos[0]}
+	if len(pos) == 2 {
+		req.Exercise = pos[1]
+	}
+	grades, err := c.listGrades(ctx, req)
+	if err != nil {
+		return err
+	}
+	if out.format == "json" {
+		return c.printJSON(&labsv1.ListGradesResponse{Grades: grades})
+	}
+	tw := newTable(c.stdout)
+	fmt.Fprintln(tw, "TIME\tEXERCISE\tSCORE\tPASSED")
+	for _, g := range grades {
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\n", gradeTime(g.GetGradeTime()), orDash(g.GetExercise()),
+			g.GetScore(), g.GetMaxScore(), yesNo(g.GetPassed()))
+	}
+	return tw.Flush()
+}
+
+// listGrades follows the pages of ListGrades to the end.
+func (c *cli) listGrades(ctx context.Context, req *labsv1.ListGradesRequest) ([]*labsv1.GradeReport, error) {
+	client, err := c.gradingClient()
+	if err != nil {
+		return nil, err
+	}
+	op := "list grades of " + req.GetSandbox()
+	var (
+		all  []*labsv1.GradeReport
+		seen = map[string]bool{}
+	)
+	for {
+		cctx, cancel := c.unary(ctx)
+		resp, err := client.ListGrades(cctx, req)
+		cancel()
+		if err != nil {
+			return nil, rpcError(op, err)
+		}
+		all = append(all, resp.GetGrades()...)
+		if resp.GetNextPageToken() == "" {
+			return all, nil
+		}
+		if req.PageToken, err = nextPage(seen, resp.GetNextPageToken()); err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+	}
+}
+
+// gradeTime is when a grade was made, in local time to the second.
+func gradeTime(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return "-"
+	}
+	return ts.AsTime().Local().Format(time.DateTime)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// cmdSolve is "labctl solve ID EXERCISE".
+func (c *cli) cmdSolve(ctx context.Context, args []string) error {
+	fs := c.newFlags("solve", "solve [-o json|table] ID EXERCISE\n\n"+
+		"Runs EXERCISE's reference solution in the sandbox and prints each step\n"+
+		"with its output. Exits 0 when every step succeeded, else 1.")
+	format := fs.String("o", "table", "output format: table or json (the SolveResponse)")
+	pos, _, err := fs.parse(args, -1)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return usageErr{cmd: "solve", msg: "solve: want ID EXERCISE"}
+	}
+	out := output{format: *format}
+	if err := out.check("solve"); err != nil {
+		return err
+	}
+	id, exercise := pos[0], pos[1]
+	op := fmt.Sprintf("solve exercise %s in %s", exercise, id)
+	client, err := c.gradingClient()
+	if err != nil {
+		return err
+	}
+	cctx, cancel := c.unary(ctx)
+	defer cancel()
+	resp, err := client.Solve(cctx, &labsv1.SolveRequest{Sandbox: id, Exercise: exercise})
+	if err != nil {
+		return rpcError(op, err)
+	}
+	if out.format == "json" {
+		err = c.printJSON(resp)
+	} else {
+		err = writeSteps(c.stdout, resp.GetSteps())
+	}
+	if err != nil {
+		return err
+	}
+	// labd fails the call when a step fails; a response that says so
+	// anyway must not pass for a success.
+	for i, s := range resp.GetSteps() {
+		if s.GetExitCode() != 0 {
+			return fmt.Errorf("%s: step %d on %s exited with %d", op, i+1, orDash(s.GetNode()), s.GetExitCode())
+		}
+	}
+	return nil
+}
+
+// writeSteps prints solution steps as a shell transcript:
+//
+//	r1$ sysctl -w net.ipv4.ip_forward=1
+//	  net.ipv4.ip_forward = 1
+func writeSteps(w io.Writer, steps []*labsv1.SolveStep) error {
+	var b bytes.Buffer
+	for _, s := range steps {
+		// A multi-line script continues as a shell's PS2 would show it.
+		run := strings.ReplaceAll(strings.TrimRight(s.GetRun(), "\n"), "\n", "\n> ")
+		fmt.Fprintf(&b, "%s$ %s\n", orDash(s.GetNode()), run)
+		if out := bytes.TrimRight(s.GetOutput(), "\n"); len(out) > 0 {
+			for line := range bytes.SplitSeq(out, []byte("\n")) {
+				b.WriteString("  ")
+				b.Write(line)
+				b.WriteByte('\n')
+			}
+		}
+		if s.GetExitCode() != 0 {
+			fmt.Fprintf(&b, "  (exit status %d)\n", s.GetExitCode())
+		}
+	}
+	_, err := w.Write(b.Bytes())
+	return err
+}
