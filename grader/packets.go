@@ -118,6 +118,11 @@ func packetScope(c *labs.PacketCheck, obs *Observations, window time.Duration) [
 		if c.Link != "" && p.Link != c.Link {
 			continue
 		}
+		// The grader's own probes never count for the learner; a check
+		// that generates traffic judges the packets it caused.
+		if p.Probe && c.Generate == nil {
+			continue
+		}
 		if !from.IsZero() && p.Time.Before(from) {
 			continue
 		}

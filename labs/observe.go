@@ -191,5 +191,10 @@ type Packet struct {
 	Ack      uint32
 	ICMPType int
 	ICMPCode int
+	EchoID   int    // ICMP(v6) echo request/reply identifier
 	Summary  string // one line, tcpdump-like
+	// Probe marks packets of nslab's own probes (behaviour checks). Packet
+	// checks ignore them unless the check generated them itself, so the
+	// grader's traffic never passes a check for the learner.
+	Probe bool
 }

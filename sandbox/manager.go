@@ -114,10 +114,12 @@ func (m *Manager) sandboxDir(id string) string {
 
 // Sandbox is a live sandbox: its hub and node processes.
 type Sandbox struct {
-	ID    string
-	Lab   *labs.Lab
-	hub   *proc
-	nodes map[string]*proc
+	ID      string
+	Lab     *labs.Lab
+	hub     *proc
+	nodes   map[string]*proc
+	capture *Capture // nil until StartCapture
+	probes  probeLog // flows of the grader's own probes
 }
 
 // NodeProc identifies a node's init process on the host.
@@ -140,6 +142,9 @@ func (s *Sandbox) Nodes() []NodeProc {
 
 // Close releases the handles a Sandbox holds; the sandbox keeps running.
 func (s *Sandbox) Close() {
+	if s.capture != nil {
+		s.capture.Close()
+	}
 	s.hub.close()
 	for _, p := range s.nodes {
 		p.close()
@@ -219,6 +224,9 @@ func (m *Manager) Build(ctx context.Context, lab *labs.Lab, id string, uidBases 
 	}
 	if err := m.buildNetwork(ctx, sb); err != nil {
 		return nil, err
+	}
+	if err := sb.StartCapture(0); err != nil {
+		return nil, fmt.Errorf("start capture: %w", err)
 	}
 	return sb, nil
 }
@@ -358,6 +366,11 @@ func (m *Manager) Adopt(ctx context.Context, lab *labs.Lab, id string, nodes []N
 	}
 	if len(sb.nodes) != len(lab.Nodes) {
 		return nil, fmt.Errorf("%d of %d nodes recorded: %w", len(sb.nodes), len(lab.Nodes), ErrGone)
+	}
+	// The ring starts empty: what crossed the links while labd was down
+	// was not seen by anyone.
+	if err := sb.StartCapture(0); err != nil {
+		return nil, fmt.Errorf("start capture: %w", err)
 	}
 	return sb, nil
 }

@@ -221,7 +221,65 @@ func (m *Manager) configureNode(ctx context.Context, sb *Sandbox, n *labs.Node) 
 			return fmt.Errorf("service %s: %w", s.Name, err)
 		}
 	}
+	if len(n.Services) == 0 {
+		return nil
+	}
+	// sock_diag needs a handle with that family named: one without it
+	// would silently ask the host's namespace instead.
+	diag, err := netlink.NewHandleAt(netns.NsHandle(p.nsFd()), unix.NETLINK_INET_DIAG)
+	if err != nil {
+		return fmt.Errorf("sock_diag: %w", err)
+	}
+	defer diag.Close()
+	return waitServices(ctx, diag, n)
+}
+
+// waitServices holds READY back until every built-in service listens: a
+// learner (or the grader) must never meet "connection refused" from a
+// service that is still starting.
+func waitServices(ctx context.Context, h *netlink.Handle, n *labs.Node) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for _, s := range n.Services {
+		proto := ""
+		switch s.Kind {
+		case labs.KindTCPEcho, labs.KindHTTP:
+			proto = "tcp"
+		case labs.KindUDPEcho:
+			proto = "udp"
+		default:
+			continue // a command service: nothing to wait for
+		}
+		for !listening(h, proto, s.Port) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("service %s: not listening on %s port %d after 10s (see /run/nslab/%s.log in the node)", s.Name, proto, s.Port, s.Name)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(2 * time.Millisecond): // poll: sock_diag has no "bound" event
+			}
+		}
+	}
 	return nil
+}
+
+func listening(h *netlink.Handle, proto string, port int) bool {
+	for _, fam := range []uint8{unix.AF_INET6, unix.AF_INET} {
+		list := h.SocketDiagTCP
+		if proto == "udp" {
+			list = h.SocketDiagUDP
+		}
+		socks, err := list(fam)
+		if err != nil {
+			continue
+		}
+		for _, s := range socks {
+			if int(s.ID.SourcePort) == port && (proto == "udp" || s.State == netlink.TCP_LISTEN) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func serviceArgv(s labs.Service) ([]string, bool) {

@@ -137,10 +137,11 @@ func run(ctx context.Context, o options, ready func()) error {
 	srv := grpc.NewServer()
 	labsv1.RegisterLabServiceServer(srv, api.NewLabServer(catalog))
 	labsv1.RegisterSandboxServiceServer(srv, sandboxes)
+	labsv1.RegisterGradingServiceServer(srv, api.NewGradingServer(sandboxes))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	for _, svc := range []string{labsv1.LabService_ServiceDesc.ServiceName, labsv1.SandboxService_ServiceDesc.ServiceName} {
+	for _, svc := range []string{labsv1.LabService_ServiceDesc.ServiceName, labsv1.SandboxService_ServiceDesc.ServiceName, labsv1.GradingService_ServiceDesc.ServiceName} {
 		hs.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
 	}
 	reflection.Register(srv)
