@@ -145,6 +145,54 @@ func run(labd, labsDir string, runs, execs int, topos []string) error {
 		rtts = append(rtts, time.Since(t0))
 	}
 	fmt.Printf("\nexec round trip (`true` in h1 of routed, %d runs): p50 %s, p95 %s\n", execs, ms(pct(rtts, 50)), ms(pct(rtts, 95)))
+	return benchGrade(ctx, conn, runs)
+}
+
+// benchGrade times Grade of the catalog's largest exercise (most checks)
+// on a sandbox where its reference solution has run.
+func benchGrade(ctx context.Context, conn *grpc.ClientConn, runs int) error {
+	labc := labsv1.NewLabServiceClient(conn)
+	sbx := labsv1.NewSandboxServiceClient(conn)
+	grd := labsv1.NewGradingServiceClient(conn)
+	list, err := labc.ListLabs(ctx, &labsv1.ListLabsRequest{PageSize: 1000})
+	if err != nil {
+		return err
+	}
+	var lab, ex string
+	most := 0
+	for _, l := range list.GetLabs() {
+		for _, e := range l.GetExercises() {
+			if len(e.GetChecks()) > most {
+				lab, ex, most = l.GetId(), e.GetId(), len(e.GetChecks())
+			}
+		}
+	}
+	if ex == "" {
+		return nil
+	}
+	resp, err := sbx.CreateSandbox(ctx, &labsv1.CreateSandboxRequest{Lab: lab})
+	if err != nil {
+		return fmt.Errorf("create %s: %w", lab, err)
+	}
+	defer sbx.DeleteSandbox(ctx, &labsv1.DeleteSandboxRequest{Name: resp.GetSandbox().GetName()})
+	id := resp.GetSandbox().GetId()
+	if _, err := grd.Solve(ctx, &labsv1.SolveRequest{Sandbox: id, Exercise: ex}); err != nil {
+		return fmt.Errorf("solve %s/%s: %w", lab, ex, err)
+	}
+	var ds []time.Duration
+	for range runs {
+		t0 := time.Now()
+		r, err := grd.Grade(ctx, &labsv1.GradeRequest{Sandbox: id, Exercise: ex})
+		if err != nil {
+			return fmt.Errorf("grade %s/%s: %w", lab, ex, err)
+		}
+		ds = append(ds, time.Since(t0))
+		if !r.GetReports()[0].GetPassed() {
+			return fmt.Errorf("grade %s/%s after its solution did not pass", lab, ex)
+		}
+	}
+	fmt.Printf("grade of the largest exercise (%s/%s, %d checks, solved, %d runs): p50 %s, p95 %s\n",
+		lab, ex, most, runs, ms(pct(ds, 50)), ms(pct(ds, 95)))
 	return nil
 }
 
