@@ -226,6 +226,8 @@ func evaluate(c *labs.Check, obs *Observations) outcome {
 		return evalPackets(c.ID, c.Packets, obs)
 	case c.Command != nil:
 		return evalCommand(c.ID, c.Command, obs)
+	case c.Answer != nil:
+		return evalAnswer(c.ID, c.Answer, obs)
 	}
 	return fail(fmt.Sprintf("unknown check kind %q", kinds[0]))
 }

@@ -103,6 +103,11 @@ func Plan(ex *labs.Exercise) Needs {
 			}
 		case c.Command != nil:
 			n.Commands = append(n.Commands, CommandNeed{CheckID: c.ID, Node: c.Command.Node, Run: c.Command.Run})
+		case c.Answer != nil:
+			n.Commands = append(n.Commands, CommandNeed{CheckID: c.ID, Node: c.Answer.Node, Run: answerCommand(c.Answer)})
+			if c.Answer.FromPacket != nil {
+				n.Packets = true
+			}
 		}
 	}
 	return n

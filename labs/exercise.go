@@ -49,6 +49,8 @@ type Check struct {
 	Packets *PacketCheck `yaml:"packets"`
 	// The escape hatch: a command in a node.
 	Command *CommandCheck `yaml:"command"`
+	// A typed answer to a question, e.g. read off a capture.
+	Answer *AnswerCheck `yaml:"answer"`
 }
 
 // Check kinds, as Check.Kind returns them.
@@ -69,6 +71,7 @@ const (
 	CheckPMTU      = "pmtu"
 	CheckPackets   = "packets"
 	CheckCommand   = "command"
+	CheckAnswer    = "answer"
 )
 
 // Kinds returns the kinds that are set (exactly one in a valid check).
@@ -95,6 +98,7 @@ func (c *Check) Kinds() []string {
 	add(c.PMTU != nil, CheckPMTU)
 	add(c.Packets != nil, CheckPackets)
 	add(c.Command != nil, CheckCommand)
+	add(c.Answer != nil, CheckAnswer)
 	return k
 }
 
@@ -139,6 +143,8 @@ func (c *Check) Node() string {
 		return c.PMTU.From
 	case c.Command != nil:
 		return c.Command.Node
+	case c.Answer != nil:
+		return c.Answer.Node
 	}
 	return ""
 }
@@ -366,4 +372,28 @@ type CommandCheck struct {
 	Exit   *int   `yaml:"exit"`   // default 0
 	Stdout string `yaml:"stdout"` // regexp the stdout must match
 	Stderr string `yaml:"stderr"`
+}
+
+// AnswersDir is where a learner writes typed answers inside a node:
+// `echo 62 > /run/nslab/answers/reply-ttl`.
+const AnswersDir = "/run/nslab/answers"
+
+// AnswerCheck: the learner's answer to a question, written to
+// AnswersDir/<question> in Node. The expected answer is either fixed
+// (Expect) or read off the capture (FromPacket) — sequence numbers,
+// ports and the like, which no one can know before the traffic happened.
+type AnswerCheck struct {
+	Node       string            `yaml:"node"`
+	Question   string            `yaml:"question"` // file name, [a-z0-9-]
+	Expect     []string          `yaml:"expect"`   // any of these, compared case-insensitively after trimming
+	FromPacket *AnswerFromPacket `yaml:"from_packet"`
+}
+
+// AnswerFromPacket takes the expected answer from a captured packet.
+type AnswerFromPacket struct {
+	Link  string      `yaml:"link"`
+	Match PacketMatch `yaml:"match"`
+	// Field of the first matching packet: ttl, src, dst, sport, dport,
+	// seq, ack, flags, len, src_mac, dst_mac, icmp_type.
+	Field string `yaml:"field"`
 }

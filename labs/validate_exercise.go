@@ -164,7 +164,7 @@ func (v *validator) check(f string, c *Check) {
 	kinds := c.Kinds()
 	switch len(kinds) {
 	case 0:
-		v.addf(f, "no check kind: set one of link, address, route, rule, neighbor, sysctl, nftables, socket, conntrack, ping, tcp, udp, http, pmtu, packets, command")
+		v.addf(f, "no check kind: set one of link, address, route, rule, neighbor, sysctl, nftables, socket, conntrack, ping, tcp, udp, http, pmtu, packets, command, answer")
 		return
 	case 1:
 	default:
@@ -330,6 +330,8 @@ func (v *validator) check(f string, c *Check) {
 				v.target(f+".generate.ping", g.Ping)
 			}
 		}
+	case CheckAnswer:
+		v.answer(f, c.Answer)
 	case CheckCommand:
 		v.nodeRef(f+".node", c.Command.Node)
 		if strings.TrimSpace(c.Command.Run) == "" {
@@ -339,6 +341,30 @@ func (v *validator) check(f string, c *Check) {
 			if _, err := regexp.Compile(re); err != nil {
 				v.addf(f+"."+name, "bad regexp: %v", err)
 			}
+		}
+	}
+}
+
+var answerFields = []string{"ttl", "src", "dst", "sport", "dport", "seq", "ack", "flags", "len", "src_mac", "dst_mac", "icmp_type"}
+
+func (v *validator) answer(f string, a *AnswerCheck) {
+	v.nodeRef(f+".node", a.Node)
+	if !idRE.MatchString(a.Question) || len(a.Question) > maxIDLen {
+		v.addf(f+".question", "%q must be lower-case letters, digits and dashes (it names the answer file)", a.Question)
+	}
+	switch {
+	case len(a.Expect) == 0 && a.FromPacket == nil:
+		v.addf(f, "say what the answer is: expect or from_packet")
+	case len(a.Expect) > 0 && a.FromPacket != nil:
+		v.addf(f, "expect and from_packet exclude each other")
+	}
+	if p := a.FromPacket; p != nil {
+		if !slices.ContainsFunc(v.lab.AllSegments(), func(s Segment) bool { return s.Name == p.Link }) {
+			v.addf(f+".from_packet.link", "unknown link %q", p.Link)
+		}
+		v.packetMatch(f+".from_packet.match", p.Match)
+		if !slices.Contains(answerFields, p.Field) {
+			v.addf(f+".from_packet.field", "%q is not one of %s", p.Field, strings.Join(answerFields, ", "))
 		}
 	}
 }

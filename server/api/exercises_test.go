@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,14 +68,15 @@ func testManager(t testing.TB) *sandbox.Manager {
 
 // uidBase gives each test sandbox node its own uid range, away from the
 // ranges other test packages use.
-var uidBase = uint32(3<<30) + uint32(os.Getpid()%500)*sandbox.UIDRange*32
+var uidNext atomic.Uint32
+
+func init() { uidNext.Store(uint32(3<<30) + uint32(os.Getpid()%100)*sandbox.UIDRange*128) }
 
 func freshSandbox(t testing.TB, m *sandbox.Manager, lab *labs.Lab) *sandbox.Sandbox {
 	t.Helper()
 	uids := map[string]uint32{}
 	for _, n := range lab.Nodes {
-		uids[n.Name] = uidBase
-		uidBase += sandbox.UIDRange
+		uids[n.Name] = uidNext.Add(sandbox.UIDRange)
 	}
 	id := sandbox.NewID()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -111,63 +113,77 @@ func describe(rep *grader.Report) string {
 // TestCatalogExercises proves every exercise of every catalog lab: on a
 // fresh sandbox its grade fails with messages; after its anti-solution
 // (a plausible wrong answer) it still fails; after the reference
-// solution it passes.
+// solution it passes. Labs run in parallel. NSLAB_TEST_LABS=DIR adds (or
+// overrides) labs from DIR, for authors working on new ones:
+//
+//	NSLAB_TEST_LABS=/path/to/wip go test ./server/api -run 'TestCatalogExercises/mylab/' -v
 func TestCatalogExercises(t *testing.T) {
 	m := testManager(t)
-	cat, err := labs.NewCatalog()
+	var extra []string
+	if d := os.Getenv("NSLAB_TEST_LABS"); d != "" {
+		extra = append(extra, d)
+	}
+	cat, err := labs.NewCatalog(extra...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
 	for _, lab := range cat.List() {
-		if len(lab.Exercises) == 0 {
-			t.Errorf("lab %s has no exercises", lab.ID)
-		}
-		for i := range lab.Exercises {
-			ex := &lab.Exercises[i]
-			t.Run(lab.ID+"/"+ex.ID, func(t *testing.T) {
-				sb := freshSandbox(t, m, lab)
-				rep, err := GradeExercise(ctx, sb, ex)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if rep.Passed {
-					t.Fatalf("a fresh sandbox passes:\n%s", describe(rep))
-				}
-				for _, r := range rep.Results {
-					if !r.Passed && strings.TrimSpace(r.Message) == "" {
-						t.Errorf("check %s fails without a message", r.CheckID)
-					}
-				}
-				t.Logf("fresh: %d/%d\n%s", rep.Score, rep.Max, describe(rep))
+		t.Run(lab.ID, func(t *testing.T) {
+			t.Parallel()
+			if len(lab.Exercises) == 0 {
+				t.Fatalf("lab %s has no exercises", lab.ID)
+			}
+			for i := range lab.Exercises {
+				ex := &lab.Exercises[i]
+				t.Run(ex.ID, func(t *testing.T) { proveExercise(ctx, t, m, lab, ex) })
+			}
+		})
+	}
+}
 
-				if len(ex.AntiSolution) > 0 {
-					anti := freshSandbox(t, m, lab)
-					if _, err := RunSteps(ctx, anti, ex.AntiSolution); err != nil {
-						t.Fatalf("anti-solution: %v", err)
-					}
-					rep, err := GradeExercise(ctx, anti, ex)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if rep.Passed {
-						t.Errorf("the anti-solution passes:\n%s", describe(rep))
-					}
-					t.Logf("anti-solution: %d/%d\n%s", rep.Score, rep.Max, describe(rep))
-				}
-
-				if _, err := RunSteps(ctx, sb, ex.Solution); err != nil {
-					t.Fatalf("solution: %v", err)
-				}
-				rep, err = GradeExercise(ctx, sb, ex)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !rep.Passed {
-					t.Fatalf("after the solution, grading fails:\n%s", describe(rep))
-				}
-			})
+func proveExercise(ctx context.Context, t *testing.T, m *sandbox.Manager, lab *labs.Lab, ex *labs.Exercise) {
+	sb := freshSandbox(t, m, lab)
+	rep, err := GradeExercise(ctx, sb, ex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Passed {
+		t.Fatalf("a fresh sandbox passes:\n%s", describe(rep))
+	}
+	for _, r := range rep.Results {
+		if !r.Passed && strings.TrimSpace(r.Message) == "" {
+			t.Errorf("check %s fails without a message", r.CheckID)
 		}
+	}
+	t.Logf("fresh: %d/%d\n%s", rep.Score, rep.Max, describe(rep))
+
+	if len(ex.AntiSolution) > 0 {
+		anti := freshSandbox(t, m, lab)
+		if _, err := RunSteps(ctx, anti, ex.AntiSolution); err != nil {
+			t.Fatalf("anti-solution: %v", err)
+		}
+		rep, err := GradeExercise(ctx, anti, ex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Passed {
+			t.Errorf("the anti-solution passes:\n%s", describe(rep))
+		}
+		t.Logf("anti-solution: %d/%d\n%s", rep.Score, rep.Max, describe(rep))
+	} else {
+		t.Errorf("exercise %s has no anti_solution", ex.ID)
+	}
+
+	if _, err := RunSteps(ctx, sb, ex.Solution); err != nil {
+		t.Fatalf("solution: %v", err)
+	}
+	rep, err = GradeExercise(ctx, sb, ex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Passed {
+		t.Fatalf("after the solution, grading fails:\n%s", describe(rep))
 	}
 }
 
