@@ -20,6 +20,8 @@ type Lab struct {
 	Segments []Segment `yaml:"segments"` // two or more endpoints on one shared bridge
 
 	Exercises []Exercise `yaml:"exercises"`
+	// Learned is a short "what you learned" (Markdown), shown at the end.
+	Learned string `yaml:"learned"`
 
 	// Source is where the definition was read from ("embedded:routed/lab.yaml"
 	// or a file path). Not part of the YAML.

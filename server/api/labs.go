@@ -88,7 +88,7 @@ func (s *LabServer) GetLab(ctx context.Context, req *labsv1.GetLabRequest) (*lab
 func labToProto(l *labs.Lab) *labsv1.Lab {
 	out := &labsv1.Lab{
 		Name: "labs/" + l.ID, Id: l.ID, Title: l.Title, Summary: l.Summary, Level: l.Level,
-		Topics: l.Topics, Minutes: int32(l.Minutes), Requires: l.Requires, Source: l.Source,
+		Topics: l.Topics, Minutes: int32(l.Minutes), Requires: l.Requires, Source: l.Source, Learned: l.Learned,
 	}
 	for _, n := range l.Nodes {
 		ln := &labsv1.LabNode{Name: n.Name}

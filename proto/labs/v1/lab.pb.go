@@ -44,7 +44,9 @@ type Lab struct {
 	// Where the definition was read from.
 	Source string `protobuf:"bytes,11,opt,name=source,proto3" json:"source,omitempty"`
 	// The graded exercises, in order.
-	Exercises     []*Exercise `protobuf:"bytes,12,rep,name=exercises,proto3" json:"exercises,omitempty"`
+	Exercises []*Exercise `protobuf:"bytes,12,rep,name=exercises,proto3" json:"exercises,omitempty"`
+	// What the lab taught (Markdown), shown at the end.
+	Learned       string `protobuf:"bytes,13,opt,name=learned,proto3" json:"learned,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -161,6 +163,13 @@ func (x *Lab) GetExercises() []*Exercise {
 		return x.Exercises
 	}
 	return nil
+}
+
+func (x *Lab) GetLearned() string {
+	if x != nil {
+		return x.Learned
+	}
+	return ""
 }
 
 // Exercise is one graded task of a lab.
@@ -702,7 +711,7 @@ var File_labs_v1_lab_proto protoreflect.FileDescriptor
 
 const file_labs_v1_lab_proto_rawDesc = "" +
 	"\n" +
-	"\x11labs/v1/lab.proto\x12\alabs.v1\"\xd6\x02\n" +
+	"\x11labs/v1/lab.proto\x12\alabs.v1\"\xf0\x02\n" +
 	"\x03Lab\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
@@ -716,7 +725,8 @@ const file_labs_v1_lab_proto_rawDesc = "" +
 	"\brequires\x18\n" +
 	" \x03(\tR\brequires\x12\x16\n" +
 	"\x06source\x18\v \x01(\tR\x06source\x12/\n" +
-	"\texercises\x18\f \x03(\v2\x11.labs.v1.ExerciseR\texercises\"\x9a\x01\n" +
+	"\texercises\x18\f \x03(\v2\x11.labs.v1.ExerciseR\texercises\x12\x18\n" +
+	"\alearned\x18\r \x01(\tR\alearned\"\x9a\x01\n" +
 	"\bExercise\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12\"\n" +
