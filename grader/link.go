@@ -106,6 +106,18 @@ func evalLink(c *labs.LinkCheck, obs *Observations) outcome {
 			right = append(right, "is a "+l.Kind)
 		}
 	}
+	if c.XDP != nil {
+		switch {
+		case l.XDP == *c.XDP && l.XDP:
+			right = append(right, "has an XDP program attached")
+		case l.XDP == *c.XDP:
+			right = append(right, "has no XDP program")
+		case *c.XDP:
+			wrong = append(wrong, "has no XDP program attached")
+		default:
+			wrong = append(wrong, "still has an XDP program attached")
+		}
+	}
 	ev := renderLink(*l)
 	if len(wrong) > 0 {
 		return fail(who+" "+strings.Join(wrong, "; "), ev)

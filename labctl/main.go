@@ -134,6 +134,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.cmdSolve(ctx, rest)
 	case "capture":
 		return c.cmdCapture(ctx, rest)
+	case "xdp":
+		return c.cmdXDP(ctx, rest)
 	case "help":
 		if len(rest) > 0 && rest[0] != "help" {
 			// "labctl help exec" is "labctl exec -h".
@@ -160,6 +162,7 @@ Commands:
   grades [-o json|table] ID [EXERCISE]   list a sandbox's stored grades
   solve [-o json|table] ID EXERCISE      run an exercise's reference solution
   capture [FLAGS] ID                     write the sandbox's packets as pcapng
+  xdp attach|detach ID NODE IFACE [OBJ] load a learner's XDP object on a node (labd loads BPF)
   help [COMMAND]                         show this help or a command's
 
 Global flags (before the command):

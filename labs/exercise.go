@@ -15,10 +15,20 @@ type Exercise struct {
 	AntiSolution []Step `yaml:"anti_solution"`
 }
 
-// Step is one shell command run as root of a node (sh -c).
+// Step is one shell command run as root of a node (sh -c), or an XDP
+// object attached on the learner's behalf (labctl xdp attach).
 type Step struct {
-	Node string `yaml:"node"`
-	Run  string `yaml:"run"`
+	Node string   `yaml:"node"`
+	Run  string   `yaml:"run"`
+	XDP  *XDPStep `yaml:"xdp"`
+}
+
+// XDPStep attaches (or detaches) an XDP object built inside the node.
+type XDPStep struct {
+	Interface string `yaml:"interface"`
+	Object    string `yaml:"object"` // path inside the node, under /tmp, /var/tmp, /run or /dev/shm
+	Section   string `yaml:"section"`
+	Detach    bool   `yaml:"detach"`
 }
 
 // Check is one graded fact. Exactly one kind field is set.
@@ -158,6 +168,7 @@ type LinkCheck struct {
 	MTU    int    `yaml:"mtu"`
 	Master string `yaml:"master"` // e.g. a bridge the learner made
 	Kind   string `yaml:"kind"`   // veth, bridge, ...
+	XDP    *bool  `yaml:"xdp"`    // an XDP program is (or is not) attached
 }
 
 // AddressCheck: an address on a node (on Dev, if given).

@@ -35,6 +35,7 @@ type LinkState struct {
 	MTU    int
 	Master string // name of the master (bridge), if any
 	MAC    string
+	XDP    bool // an XDP program is attached
 }
 
 // AddrState is an address on an interface.

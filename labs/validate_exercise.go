@@ -92,7 +92,17 @@ func (v *validator) steps(f string, steps []Step) {
 	for i, s := range steps {
 		sf := fmt.Sprintf("%s[%d]", f, i)
 		v.nodeRef(sf+".node", s.Node)
-		if strings.TrimSpace(s.Run) == "" {
+		switch {
+		case s.XDP != nil && s.Run != "":
+			v.addf(sf, "run and xdp exclude each other")
+		case s.XDP != nil:
+			if s.XDP.Interface == "" {
+				v.addf(sf+".xdp.interface", "required")
+			}
+			if s.XDP.Object == "" && !s.XDP.Detach {
+				v.addf(sf+".xdp.object", "required unless detach")
+			}
+		case strings.TrimSpace(s.Run) == "":
 			v.addf(sf+".run", "required: the shell command to run")
 		}
 	}

@@ -221,6 +221,7 @@ func snapLinks(h *netlink.Handle, names map[int]string) ([]labs.LinkState, error
 			MTU:    a.MTU,
 			Master: names[a.MasterIndex],
 			MAC:    a.HardwareAddr.String(),
+			XDP:    a.Xdp != nil && a.Xdp.Attached,
 		})
 	}
 	return out, nil

@@ -55,7 +55,7 @@ func toStatus(err error) error {
 		code = codes.NotFound
 	case errors.Is(err, store.ErrAlreadyExists):
 		code = codes.AlreadyExists
-	case errors.Is(err, errInvalid), errors.Is(err, labs.ErrInvalid), errors.Is(err, store.ErrInvalid):
+	case errors.Is(err, errInvalid), errors.Is(err, labs.ErrInvalid), errors.Is(err, store.ErrInvalid), errors.Is(err, sandbox.ErrBadRequest):
 		code = codes.InvalidArgument
 	case errors.Is(err, errPrecondition), errors.Is(err, sandbox.ErrUnsupported), errors.Is(err, sandbox.ErrGone):
 		code = codes.FailedPrecondition

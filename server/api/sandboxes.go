@@ -366,3 +366,25 @@ func (s *SandboxServer) toProto(row *store.Sandbox, sb *sandbox.Sandbox) *labsv1
 	}
 	return out
 }
+
+// AttachXDP loads and attaches (or detaches) a learner's XDP object.
+func (s *SandboxServer) AttachXDP(ctx context.Context, req *labsv1.AttachXDPRequest) (*labsv1.AttachXDPResponse, error) {
+	sb, _, err := s.liveSandbox(ctx, "sandbox", req.GetSandbox())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	switch {
+	case req.GetNode() == "":
+		return nil, toStatus(invalidField("node", "required"))
+	case req.GetInterface() == "":
+		return nil, toStatus(invalidField("interface", "required"))
+	case req.GetObject() == "" && !req.GetDetach():
+		return nil, toStatus(invalidField("object", "required: the compiled object's path inside the node"))
+	}
+	st, err := sb.AttachXDP(ctx, req.GetNode(), req.GetInterface(), req.GetObject(), req.GetSection(), req.GetDetach())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	s.cfg.Store.RecordEvent(ctx, sb.ID, "xdp", fmt.Sprintf("%s %s: %s", req.GetNode(), req.GetInterface(), st))
+	return &labsv1.AttachXDPResponse{Status: st}, nil
+}

@@ -1174,6 +1174,144 @@ func (x *CaptureResponse) GetDropped() int64 {
 	return 0
 }
 
+// AttachXDPRequest is the request of AttachXDP.
+type AttachXDPRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. sandboxes/{sandbox} or the bare id.
+	Sandbox string `protobuf:"bytes,1,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	// Required. The node whose interface gets the program.
+	Node string `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	// Required. The interface inside the node, e.g. eth0.
+	Interface string `protobuf:"bytes,3,opt,name=interface,proto3" json:"interface,omitempty"`
+	// The compiled object's path inside the node, under /tmp, /var/tmp,
+	// /run or /dev/shm. Required unless detach is set.
+	Object string `protobuf:"bytes,4,opt,name=object,proto3" json:"object,omitempty"`
+	// ELF section of the program; default "xdp".
+	Section string `protobuf:"bytes,5,opt,name=section,proto3" json:"section,omitempty"`
+	// Detach whatever XDP program the interface has instead.
+	Detach        bool `protobuf:"varint,6,opt,name=detach,proto3" json:"detach,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachXDPRequest) Reset() {
+	*x = AttachXDPRequest{}
+	mi := &file_labs_v1_sandbox_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachXDPRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachXDPRequest) ProtoMessage() {}
+
+func (x *AttachXDPRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_labs_v1_sandbox_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachXDPRequest.ProtoReflect.Descriptor instead.
+func (*AttachXDPRequest) Descriptor() ([]byte, []int) {
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *AttachXDPRequest) GetSandbox() string {
+	if x != nil {
+		return x.Sandbox
+	}
+	return ""
+}
+
+func (x *AttachXDPRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *AttachXDPRequest) GetInterface() string {
+	if x != nil {
+		return x.Interface
+	}
+	return ""
+}
+
+func (x *AttachXDPRequest) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
+}
+
+func (x *AttachXDPRequest) GetSection() string {
+	if x != nil {
+		return x.Section
+	}
+	return ""
+}
+
+func (x *AttachXDPRequest) GetDetach() bool {
+	if x != nil {
+		return x.Detach
+	}
+	return false
+}
+
+// AttachXDPResponse is the response of AttachXDP.
+type AttachXDPResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the kernel now reports for the interface's XDP program.
+	Status        string `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachXDPResponse) Reset() {
+	*x = AttachXDPResponse{}
+	mi := &file_labs_v1_sandbox_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachXDPResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachXDPResponse) ProtoMessage() {}
+
+func (x *AttachXDPResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_labs_v1_sandbox_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachXDPResponse.ProtoReflect.Descriptor instead.
+func (*AttachXDPResponse) Descriptor() ([]byte, []int) {
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *AttachXDPResponse) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
 var File_labs_v1_sandbox_proto protoreflect.FileDescriptor
 
 const file_labs_v1_sandbox_proto_rawDesc = "" +
@@ -1261,7 +1399,16 @@ const file_labs_v1_sandbox_proto_rawDesc = "" +
 	"\x05since\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x05since\"?\n" +
 	"\x0fCaptureResponse\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x18\n" +
-	"\adropped\x18\x02 \x01(\x03R\adropped2\xbe\x03\n" +
+	"\adropped\x18\x02 \x01(\x03R\adropped\"\xa8\x01\n" +
+	"\x10AttachXDPRequest\x12\x18\n" +
+	"\asandbox\x18\x01 \x01(\tR\asandbox\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x12\x1c\n" +
+	"\tinterface\x18\x03 \x01(\tR\tinterface\x12\x16\n" +
+	"\x06object\x18\x04 \x01(\tR\x06object\x12\x18\n" +
+	"\asection\x18\x05 \x01(\tR\asection\x12\x16\n" +
+	"\x06detach\x18\x06 \x01(\bR\x06detach\"+\n" +
+	"\x11AttachXDPResponse\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\tR\x06status2\x82\x04\n" +
 	"\x0eSandboxService\x12N\n" +
 	"\rCreateSandbox\x12\x1d.labs.v1.CreateSandboxRequest\x1a\x1e.labs.v1.CreateSandboxResponse\x12E\n" +
 	"\n" +
@@ -1269,7 +1416,8 @@ const file_labs_v1_sandbox_proto_rawDesc = "" +
 	"\rListSandboxes\x12\x1d.labs.v1.ListSandboxesRequest\x1a\x1e.labs.v1.ListSandboxesResponse\x12N\n" +
 	"\rDeleteSandbox\x12\x1d.labs.v1.DeleteSandboxRequest\x1a\x1e.labs.v1.DeleteSandboxResponse\x125\n" +
 	"\x04Exec\x12\x14.labs.v1.ExecRequest\x1a\x15.labs.v1.ExecResponse0\x01\x12>\n" +
-	"\aCapture\x12\x17.labs.v1.CaptureRequest\x1a\x18.labs.v1.CaptureResponse0\x01B\x1cZ\x1anslab/proto/labs/v1;labsv1b\x06proto3"
+	"\aCapture\x12\x17.labs.v1.CaptureRequest\x1a\x18.labs.v1.CaptureResponse0\x01\x12B\n" +
+	"\tAttachXDP\x12\x19.labs.v1.AttachXDPRequest\x1a\x1a.labs.v1.AttachXDPResponseB\x1cZ\x1anslab/proto/labs/v1;labsv1b\x06proto3"
 
 var (
 	file_labs_v1_sandbox_proto_rawDescOnce sync.Once
@@ -1284,7 +1432,7 @@ func file_labs_v1_sandbox_proto_rawDescGZIP() []byte {
 }
 
 var file_labs_v1_sandbox_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_labs_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_labs_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_labs_v1_sandbox_proto_goTypes = []any{
 	(Sandbox_State)(0),            // 0: labs.v1.Sandbox.State
 	(*Sandbox)(nil),               // 1: labs.v1.Sandbox
@@ -1304,38 +1452,42 @@ var file_labs_v1_sandbox_proto_goTypes = []any{
 	(*ExitStatus)(nil),            // 15: labs.v1.ExitStatus
 	(*CaptureRequest)(nil),        // 16: labs.v1.CaptureRequest
 	(*CaptureResponse)(nil),       // 17: labs.v1.CaptureResponse
-	nil,                           // 18: labs.v1.ExecRequest.EnvEntry
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
+	(*AttachXDPRequest)(nil),      // 18: labs.v1.AttachXDPRequest
+	(*AttachXDPResponse)(nil),     // 19: labs.v1.AttachXDPResponse
+	nil,                           // 20: labs.v1.ExecRequest.EnvEntry
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
 }
 var file_labs_v1_sandbox_proto_depIdxs = []int32{
 	0,  // 0: labs.v1.Sandbox.state:type_name -> labs.v1.Sandbox.State
-	19, // 1: labs.v1.Sandbox.create_time:type_name -> google.protobuf.Timestamp
-	19, // 2: labs.v1.Sandbox.ready_time:type_name -> google.protobuf.Timestamp
+	21, // 1: labs.v1.Sandbox.create_time:type_name -> google.protobuf.Timestamp
+	21, // 2: labs.v1.Sandbox.ready_time:type_name -> google.protobuf.Timestamp
 	2,  // 3: labs.v1.Sandbox.nodes:type_name -> labs.v1.Node
 	4,  // 4: labs.v1.Sandbox.links:type_name -> labs.v1.Link
 	3,  // 5: labs.v1.Node.interfaces:type_name -> labs.v1.Interface
 	1,  // 6: labs.v1.CreateSandboxResponse.sandbox:type_name -> labs.v1.Sandbox
 	1,  // 7: labs.v1.GetSandboxResponse.sandbox:type_name -> labs.v1.Sandbox
 	1,  // 8: labs.v1.ListSandboxesResponse.sandboxes:type_name -> labs.v1.Sandbox
-	18, // 9: labs.v1.ExecRequest.env:type_name -> labs.v1.ExecRequest.EnvEntry
-	20, // 10: labs.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	20, // 9: labs.v1.ExecRequest.env:type_name -> labs.v1.ExecRequest.EnvEntry
+	22, // 10: labs.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
 	15, // 11: labs.v1.ExecResponse.exit:type_name -> labs.v1.ExitStatus
-	20, // 12: labs.v1.CaptureRequest.since:type_name -> google.protobuf.Duration
+	22, // 12: labs.v1.CaptureRequest.since:type_name -> google.protobuf.Duration
 	5,  // 13: labs.v1.SandboxService.CreateSandbox:input_type -> labs.v1.CreateSandboxRequest
 	7,  // 14: labs.v1.SandboxService.GetSandbox:input_type -> labs.v1.GetSandboxRequest
 	9,  // 15: labs.v1.SandboxService.ListSandboxes:input_type -> labs.v1.ListSandboxesRequest
 	11, // 16: labs.v1.SandboxService.DeleteSandbox:input_type -> labs.v1.DeleteSandboxRequest
 	13, // 17: labs.v1.SandboxService.Exec:input_type -> labs.v1.ExecRequest
 	16, // 18: labs.v1.SandboxService.Capture:input_type -> labs.v1.CaptureRequest
-	6,  // 19: labs.v1.SandboxService.CreateSandbox:output_type -> labs.v1.CreateSandboxResponse
-	8,  // 20: labs.v1.SandboxService.GetSandbox:output_type -> labs.v1.GetSandboxResponse
-	10, // 21: labs.v1.SandboxService.ListSandboxes:output_type -> labs.v1.ListSandboxesResponse
-	12, // 22: labs.v1.SandboxService.DeleteSandbox:output_type -> labs.v1.DeleteSandboxResponse
-	14, // 23: labs.v1.SandboxService.Exec:output_type -> labs.v1.ExecResponse
-	17, // 24: labs.v1.SandboxService.Capture:output_type -> labs.v1.CaptureResponse
-	19, // [19:25] is the sub-list for method output_type
-	13, // [13:19] is the sub-list for method input_type
+	18, // 19: labs.v1.SandboxService.AttachXDP:input_type -> labs.v1.AttachXDPRequest
+	6,  // 20: labs.v1.SandboxService.CreateSandbox:output_type -> labs.v1.CreateSandboxResponse
+	8,  // 21: labs.v1.SandboxService.GetSandbox:output_type -> labs.v1.GetSandboxResponse
+	10, // 22: labs.v1.SandboxService.ListSandboxes:output_type -> labs.v1.ListSandboxesResponse
+	12, // 23: labs.v1.SandboxService.DeleteSandbox:output_type -> labs.v1.DeleteSandboxResponse
+	14, // 24: labs.v1.SandboxService.Exec:output_type -> labs.v1.ExecResponse
+	17, // 25: labs.v1.SandboxService.Capture:output_type -> labs.v1.CaptureResponse
+	19, // 26: labs.v1.SandboxService.AttachXDP:output_type -> labs.v1.AttachXDPResponse
+	20, // [20:27] is the sub-list for method output_type
+	13, // [13:20] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
 	13, // [13:13] is the sub-list for extension extendee
 	0,  // [0:13] is the sub-list for field type_name
@@ -1357,7 +1509,7 @@ func file_labs_v1_sandbox_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_labs_v1_sandbox_proto_rawDesc), len(file_labs_v1_sandbox_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

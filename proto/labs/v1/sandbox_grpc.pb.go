@@ -25,6 +25,7 @@ const (
 	SandboxService_DeleteSandbox_FullMethodName = "/labs.v1.SandboxService/DeleteSandbox"
 	SandboxService_Exec_FullMethodName          = "/labs.v1.SandboxService/Exec"
 	SandboxService_Capture_FullMethodName       = "/labs.v1.SandboxService/Capture"
+	SandboxService_AttachXDP_FullMethodName     = "/labs.v1.SandboxService/AttachXDP"
 )
 
 // SandboxServiceClient is the client API for SandboxService service.
@@ -48,6 +49,11 @@ type SandboxServiceClient interface {
 	// Capture streams what the sandbox's links carry as pcapng: the
 	// packets already in the capture ring, then (with follow) live ones.
 	Capture(ctx context.Context, in *CaptureRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CaptureResponse], error)
+	// AttachXDP loads an XDP object the learner built inside a node and
+	// attaches it to one of the node's interfaces (generic mode). A node's
+	// root cannot load BPF itself: BPF needs privilege in the host's user
+	// namespace, so labd loads it on the learner's behalf.
+	AttachXDP(ctx context.Context, in *AttachXDPRequest, opts ...grpc.CallOption) (*AttachXDPResponse, error)
 }
 
 type sandboxServiceClient struct {
@@ -136,6 +142,16 @@ func (c *sandboxServiceClient) Capture(ctx context.Context, in *CaptureRequest, 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type SandboxService_CaptureClient = grpc.ServerStreamingClient[CaptureResponse]
 
+func (c *sandboxServiceClient) AttachXDP(ctx context.Context, in *AttachXDPRequest, opts ...grpc.CallOption) (*AttachXDPResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AttachXDPResponse)
+	err := c.cc.Invoke(ctx, SandboxService_AttachXDP_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SandboxServiceServer is the server API for SandboxService service.
 // All implementations must embed UnimplementedSandboxServiceServer
 // for forward compatibility.
@@ -157,6 +173,11 @@ type SandboxServiceServer interface {
 	// Capture streams what the sandbox's links carry as pcapng: the
 	// packets already in the capture ring, then (with follow) live ones.
 	Capture(*CaptureRequest, grpc.ServerStreamingServer[CaptureResponse]) error
+	// AttachXDP loads an XDP object the learner built inside a node and
+	// attaches it to one of the node's interfaces (generic mode). A node's
+	// root cannot load BPF itself: BPF needs privilege in the host's user
+	// namespace, so labd loads it on the learner's behalf.
+	AttachXDP(context.Context, *AttachXDPRequest) (*AttachXDPResponse, error)
 	mustEmbedUnimplementedSandboxServiceServer()
 }
 
@@ -184,6 +205,9 @@ func (UnimplementedSandboxServiceServer) Exec(*ExecRequest, grpc.ServerStreaming
 }
 func (UnimplementedSandboxServiceServer) Capture(*CaptureRequest, grpc.ServerStreamingServer[CaptureResponse]) error {
 	return status.Error(codes.Unimplemented, "method Capture not implemented")
+}
+func (UnimplementedSandboxServiceServer) AttachXDP(context.Context, *AttachXDPRequest) (*AttachXDPResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AttachXDP not implemented")
 }
 func (UnimplementedSandboxServiceServer) mustEmbedUnimplementedSandboxServiceServer() {}
 func (UnimplementedSandboxServiceServer) testEmbeddedByValue()                        {}
@@ -300,6 +324,24 @@ func _SandboxService_Capture_Handler(srv interface{}, stream grpc.ServerStream) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type SandboxService_CaptureServer = grpc.ServerStreamingServer[CaptureResponse]
 
+func _SandboxService_AttachXDP_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AttachXDPRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SandboxServiceServer).AttachXDP(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SandboxService_AttachXDP_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SandboxServiceServer).AttachXDP(ctx, req.(*AttachXDPRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SandboxService_ServiceDesc is the grpc.ServiceDesc for SandboxService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -322,6 +364,10 @@ var SandboxService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteSandbox",
 			Handler:    _SandboxService_DeleteSandbox_Handler,
+		},
+		{
+			MethodName: "AttachXDP",
+			Handler:    _SandboxService_AttachXDP_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
