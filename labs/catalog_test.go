@@ -120,8 +120,12 @@ func TestCatalogOverride(t *testing.T) {
 			}
 		})
 	}
-	if n := len(c.List()); n != 3 {
-		t.Errorf("List has %d labs, want 3", n)
+	embedded, err := NewCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, want := len(c.List()), len(embedded.List())+1; n != want {
+		t.Errorf("List has %d labs, want %d (the embedded ones plus extra)", n, want)
 	}
 
 	bad := t.TempDir()
