@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	labsv1 "nslab/proto/labs/v1"
@@ -40,12 +42,49 @@ func (c *cli) cmdLabs(ctx context.Context, args []string) error {
 	case out.format == "json":
 		return c.printJSON(&labsv1.ListLabsResponse{Labs: labs})
 	}
+	// Grouped by each lab's first (primary) topic, easiest first.
+	sorted := slices.Clone(labs)
+	slices.SortStableFunc(sorted, func(a, b *labsv1.Lab) int {
+		if c := cmp.Compare(primaryTopic(a), primaryTopic(b)); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(levelRank(a.GetLevel()), levelRank(b.GetLevel())); c != 0 {
+			return c
+		}
+		return cmp.Compare(labID(a), labID(b))
+	})
 	tw := newTable(c.stdout)
-	fmt.Fprintln(tw, "ID\tTITLE\tLEVEL\tNODES\tMINUTES")
-	for _, l := range labs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\n", labID(l), orDash(l.GetTitle()), orDash(l.GetLevel()), len(l.GetNodes()), l.GetMinutes())
+	fmt.Fprintln(tw, "TOPIC\tID\tTITLE\tLEVEL\tMINUTES\tEXERCISES")
+	prev := ""
+	for _, l := range sorted {
+		topic := primaryTopic(l)
+		shown := topic
+		if topic == prev {
+			shown = ""
+		}
+		prev = topic
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\n", shown, labID(l), orDash(l.GetTitle()), orDash(l.GetLevel()), l.GetMinutes(), len(l.GetExercises()))
 	}
 	return tw.Flush()
+}
+
+func primaryTopic(l *labsv1.Lab) string {
+	if len(l.GetTopics()) == 0 {
+		return "-"
+	}
+	return l.GetTopics()[0]
+}
+
+func levelRank(level string) int {
+	switch level {
+	case "beginner":
+		return 0
+	case "intermediate":
+		return 1
+	case "advanced":
+		return 2
+	}
+	return 3
 }
 
 // listLabs follows the pages of ListLabs to the end.

@@ -479,9 +479,9 @@ func TestLabs(t *testing.T) {
 
 	r := runCLI(t, cfg, "", "labs")
 	want := "" +
-		"ID      TITLE                      LEVEL         NODES  MINUTES\n" +
-		"routed  Route between two subnets  beginner      2      20\n" +
-		"nat     Masquerade                 intermediate  1      30\n"
+		"TOPIC    ID      TITLE                      LEVEL         MINUTES  EXERCISES\n" +
+		"-        nat     Masquerade                 intermediate  30       0\n" +
+		"routing  routed  Route between two subnets  beginner      20       2\n"
 	if r.code != 0 || r.stdout != want {
 		t.Errorf("labs = %d, stderr %q, stdout\n%s\nwant\n%s", r.code, r.stderr, r.stdout, want)
 	}
