@@ -68,7 +68,7 @@ func evalAnswer(id string, a *labs.AnswerCheck, obs *Observations) outcome {
 		want = nil
 		for i := range obs.Packets {
 			p := &obs.Packets[i]
-			if p.Link == fp.Link && !p.Probe && packetMatches(&fp.Match, p) {
+			if p.Link == fp.Link && !p.Probe && !p.Spoofed && packetMatches(&fp.Match, p) {
 				want = append(want, packetField(p, fp.Field))
 				ev = append(ev, "from: "+describePacket(p))
 				break

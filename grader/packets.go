@@ -123,6 +123,11 @@ func packetScope(c *labs.PacketCheck, obs *Observations, window time.Duration) [
 		if p.Probe && c.Generate == nil {
 			continue
 		}
+		// A packet whose source address is another node's on this link
+		// was forged by the node it came from.
+		if p.Spoofed {
+			continue
+		}
 		if !from.IsZero() && p.Time.Before(from) {
 			continue
 		}

@@ -428,12 +428,54 @@ func (s *Sandbox) Packets(since time.Time) []labs.Packet {
 	if frames == nil {
 		return nil
 	}
+	owners := s.linkOwners()
 	out := make([]labs.Packet, len(frames))
 	for i, f := range frames {
 		out[i] = DecodeFrame(f)
 		out[i].Probe = s.probes.matches(&out[i])
+		out[i].Spoofed = spoofed(owners, &out[i])
 	}
 	return out
+}
+
+// linkOwners maps, per link, each address the lab assigns to a node on
+// that link to the node.
+func (s *Sandbox) linkOwners() map[string]map[string]string {
+	out := map[string]map[string]string{}
+	for _, seg := range s.Lab.AllSegments() {
+		m := map[string]string{}
+		for _, e := range seg.Endpoints {
+			ep, err := labs.ParseEndpoint(e)
+			if err != nil {
+				continue
+			}
+			n := s.Lab.Node(ep.Node)
+			if n == nil {
+				continue
+			}
+			for _, ifc := range n.Interfaces {
+				for _, a := range ifc.Addresses {
+					if p, err := netip.ParsePrefix(a); err == nil {
+						m[p.Addr().String()] = ep.Node
+					}
+				}
+			}
+		}
+		out[seg.Name] = m
+	}
+	return out
+}
+
+// spoofed: the hub knows which port a frame came in through, which no
+// learner can forge; a source address owned by a different node of the
+// same link means the sender lied about who it is.
+func spoofed(owners map[string]map[string]string, p *labs.Packet) bool {
+	owner, ok := owners[p.Link][p.Src]
+	if !ok || p.Src == "" {
+		return false
+	}
+	sender, _, _ := strings.Cut(p.Endpoint, ":")
+	return owner != sender
 }
 
 // RingFrames returns the raw frames captured at or after since.

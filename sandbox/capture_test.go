@@ -428,3 +428,20 @@ func TestCaptureNone(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestSpoofedMarksForgedSources(t *testing.T) {
+	owners := map[string]map[string]string{"l1": {"10.0.0.1": "h1", "10.0.0.2": "h2"}}
+	for _, tc := range []struct {
+		p    labs.Packet
+		want bool
+	}{
+		{labs.Packet{Link: "l1", Endpoint: "h1:eth0", Src: "10.0.0.1"}, false},
+		{labs.Packet{Link: "l1", Endpoint: "h1:eth0", Src: "10.0.0.2"}, true}, // h1 claims to be h2
+		{labs.Packet{Link: "l1", Endpoint: "h1:eth0", Src: "10.9.9.9"}, false}, // not a node of this link: forwarded or unknown
+		{labs.Packet{Link: "l2", Endpoint: "r1:eth1", Src: "10.0.0.2"}, false}, // another link: routed traffic
+	} {
+		if got := spoofed(owners, &tc.p); got != tc.want {
+			t.Errorf("spoofed(%+v) = %v, want %v", tc.p, got, tc.want)
+		}
+	}
+}
