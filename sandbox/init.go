@@ -73,6 +73,10 @@ func initMain(args []string) int {
 	os.Setenv("TERM", "xterm-256color")
 	os.Chdir("/")
 
+	if err := installSeccomp(); err != nil {
+		fmt.Fprintf(ready, "%v\n", err)
+		return 1
+	}
 	ln, err := net.FileListener(os.NewFile(initFdListener, "ctl"))
 	if err != nil {
 		fmt.Fprintf(ready, "control socket: %v\n", err)

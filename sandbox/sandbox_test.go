@@ -562,3 +562,29 @@ func TestScanFindsOrphans(t *testing.T) {
 	}
 	_ = filepath.Join
 }
+
+// TestNodeSyscallFilter: reboot(2) from a node would kill the node's init
+// (the pid namespace's reboot semantics); module loading and kexec reach
+// the host kernel. All fail with EPERM and the node keeps running.
+func TestNodeSyscallFilter(t *testing.T) {
+	m := testManager(t)
+	sb := build(t, m, catalogLab(t, "hello-link"))
+	for _, tc := range []struct{ name, perl string }{
+		{"reboot", `syscall(169, 0xfee1dead, 672274793, 0x1234567, 0)`},
+		{"kexec_load", `syscall(246, 0, 0, 0, 0)`},
+		{"init_module", `my $s = ""; syscall(175, 0, 0, $s)`},
+		{"finit_module", `my $s = ""; syscall(313, 0, $s, 0)`},
+		{"delete_module", `my $s = "veth"; syscall(176, $s, 0)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := mustRun(t, sb, "h1", "perl", "-e", `my $r = do { `+tc.perl+` }; print "$r $!\n";`)
+			if !strings.HasPrefix(out, "-1 Operation not permitted") {
+				t.Errorf("%s returned %q, want -1 EPERM", tc.name, out)
+			}
+		})
+	}
+	mustRun(t, sb, "h1", "true") // the node is still there
+	if got := strings.TrimSpace(mustRun(t, sb, "h1", "hostname")); got != "h1" {
+		t.Errorf("hostname = %q", got)
+	}
+}
