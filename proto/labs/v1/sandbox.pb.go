@@ -1312,6 +1312,337 @@ func (x *AttachXDPResponse) GetStatus() string {
 	return ""
 }
 
+// ShellRequest is one message of the Shell stream from the client.
+type ShellRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Event:
+	//
+	//	*ShellRequest_Start
+	//	*ShellRequest_Stdin
+	//	*ShellRequest_Resize
+	Event         isShellRequest_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShellRequest) Reset() {
+	*x = ShellRequest{}
+	mi := &file_labs_v1_sandbox_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShellRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShellRequest) ProtoMessage() {}
+
+func (x *ShellRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_labs_v1_sandbox_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShellRequest.ProtoReflect.Descriptor instead.
+func (*ShellRequest) Descriptor() ([]byte, []int) {
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ShellRequest) GetEvent() isShellRequest_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *ShellRequest) GetStart() *ShellStart {
+	if x != nil {
+		if x, ok := x.Event.(*ShellRequest_Start); ok {
+			return x.Start
+		}
+	}
+	return nil
+}
+
+func (x *ShellRequest) GetStdin() []byte {
+	if x != nil {
+		if x, ok := x.Event.(*ShellRequest_Stdin); ok {
+			return x.Stdin
+		}
+	}
+	return nil
+}
+
+func (x *ShellRequest) GetResize() *TerminalSize {
+	if x != nil {
+		if x, ok := x.Event.(*ShellRequest_Resize); ok {
+			return x.Resize
+		}
+	}
+	return nil
+}
+
+type isShellRequest_Event interface {
+	isShellRequest_Event()
+}
+
+type ShellRequest_Start struct {
+	// Required as the first message, and only there.
+	Start *ShellStart `protobuf:"bytes,1,opt,name=start,proto3,oneof"`
+}
+
+type ShellRequest_Stdin struct {
+	// Keystrokes: raw bytes for the terminal (Ctrl-C is 0x03, and so on).
+	Stdin []byte `protobuf:"bytes,2,opt,name=stdin,proto3,oneof"`
+}
+
+type ShellRequest_Resize struct {
+	// The client's terminal changed size.
+	Resize *TerminalSize `protobuf:"bytes,3,opt,name=resize,proto3,oneof"`
+}
+
+func (*ShellRequest_Start) isShellRequest_Event() {}
+
+func (*ShellRequest_Stdin) isShellRequest_Event() {}
+
+func (*ShellRequest_Resize) isShellRequest_Event() {}
+
+// ShellStart opens a shell session.
+type ShellStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. sandboxes/{sandbox} or the bare id.
+	Sandbox string `protobuf:"bytes,1,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	// Required.
+	Node string `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	// argv; empty runs the node's login shell (bash -l).
+	Command []string `protobuf:"bytes,3,rep,name=command,proto3" json:"command,omitempty"`
+	// Initial terminal size.
+	Size *TerminalSize `protobuf:"bytes,4,opt,name=size,proto3" json:"size,omitempty"`
+	// TERM for the session; default xterm-256color.
+	Term string `protobuf:"bytes,5,opt,name=term,proto3" json:"term,omitempty"`
+	// Added to the environment.
+	Env           map[string]string `protobuf:"bytes,6,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShellStart) Reset() {
+	*x = ShellStart{}
+	mi := &file_labs_v1_sandbox_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShellStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShellStart) ProtoMessage() {}
+
+func (x *ShellStart) ProtoReflect() protoreflect.Message {
+	mi := &file_labs_v1_sandbox_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShellStart.ProtoReflect.Descriptor instead.
+func (*ShellStart) Descriptor() ([]byte, []int) {
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ShellStart) GetSandbox() string {
+	if x != nil {
+		return x.Sandbox
+	}
+	return ""
+}
+
+func (x *ShellStart) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *ShellStart) GetCommand() []string {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *ShellStart) GetSize() *TerminalSize {
+	if x != nil {
+		return x.Size
+	}
+	return nil
+}
+
+func (x *ShellStart) GetTerm() string {
+	if x != nil {
+		return x.Term
+	}
+	return ""
+}
+
+func (x *ShellStart) GetEnv() map[string]string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+// TerminalSize is a terminal's size in character cells.
+type TerminalSize struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          uint32                 `protobuf:"varint,1,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols          uint32                 `protobuf:"varint,2,opt,name=cols,proto3" json:"cols,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalSize) Reset() {
+	*x = TerminalSize{}
+	mi := &file_labs_v1_sandbox_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalSize) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalSize) ProtoMessage() {}
+
+func (x *TerminalSize) ProtoReflect() protoreflect.Message {
+	mi := &file_labs_v1_sandbox_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalSize.ProtoReflect.Descriptor instead.
+func (*TerminalSize) Descriptor() ([]byte, []int) {
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *TerminalSize) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *TerminalSize) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
+// ShellResponse is one message of the Shell stream from the server.
+type ShellResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Event:
+	//
+	//	*ShellResponse_Output
+	//	*ShellResponse_Exit
+	Event         isShellResponse_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShellResponse) Reset() {
+	*x = ShellResponse{}
+	mi := &file_labs_v1_sandbox_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShellResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShellResponse) ProtoMessage() {}
+
+func (x *ShellResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_labs_v1_sandbox_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShellResponse.ProtoReflect.Descriptor instead.
+func (*ShellResponse) Descriptor() ([]byte, []int) {
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ShellResponse) GetEvent() isShellResponse_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *ShellResponse) GetOutput() []byte {
+	if x != nil {
+		if x, ok := x.Event.(*ShellResponse_Output); ok {
+			return x.Output
+		}
+	}
+	return nil
+}
+
+func (x *ShellResponse) GetExit() *ExitStatus {
+	if x != nil {
+		if x, ok := x.Event.(*ShellResponse_Exit); ok {
+			return x.Exit
+		}
+	}
+	return nil
+}
+
+type isShellResponse_Event interface {
+	isShellResponse_Event()
+}
+
+type ShellResponse_Output struct {
+	// What the terminal shows.
+	Output []byte `protobuf:"bytes,1,opt,name=output,proto3,oneof"`
+}
+
+type ShellResponse_Exit struct {
+	// How the session's command ended; the last message.
+	Exit *ExitStatus `protobuf:"bytes,2,opt,name=exit,proto3,oneof"`
+}
+
+func (*ShellResponse_Output) isShellResponse_Event() {}
+
+func (*ShellResponse_Exit) isShellResponse_Event() {}
+
 var File_labs_v1_sandbox_proto protoreflect.FileDescriptor
 
 const file_labs_v1_sandbox_proto_rawDesc = "" +
@@ -1408,7 +1739,30 @@ const file_labs_v1_sandbox_proto_rawDesc = "" +
 	"\asection\x18\x05 \x01(\tR\asection\x12\x16\n" +
 	"\x06detach\x18\x06 \x01(\bR\x06detach\"+\n" +
 	"\x11AttachXDPResponse\x12\x16\n" +
-	"\x06status\x18\x01 \x01(\tR\x06status2\x82\x04\n" +
+	"\x06status\x18\x01 \x01(\tR\x06status\"\x8d\x01\n" +
+	"\fShellRequest\x12+\n" +
+	"\x05start\x18\x01 \x01(\v2\x13.labs.v1.ShellStartH\x00R\x05start\x12\x16\n" +
+	"\x05stdin\x18\x02 \x01(\fH\x00R\x05stdin\x12/\n" +
+	"\x06resize\x18\x03 \x01(\v2\x15.labs.v1.TerminalSizeH\x00R\x06resizeB\a\n" +
+	"\x05event\"\xfb\x01\n" +
+	"\n" +
+	"ShellStart\x12\x18\n" +
+	"\asandbox\x18\x01 \x01(\tR\asandbox\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x12\x18\n" +
+	"\acommand\x18\x03 \x03(\tR\acommand\x12)\n" +
+	"\x04size\x18\x04 \x01(\v2\x15.labs.v1.TerminalSizeR\x04size\x12\x12\n" +
+	"\x04term\x18\x05 \x01(\tR\x04term\x12.\n" +
+	"\x03env\x18\x06 \x03(\v2\x1c.labs.v1.ShellStart.EnvEntryR\x03env\x1a6\n" +
+	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"6\n" +
+	"\fTerminalSize\x12\x12\n" +
+	"\x04rows\x18\x01 \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\x02 \x01(\rR\x04cols\"]\n" +
+	"\rShellResponse\x12\x18\n" +
+	"\x06output\x18\x01 \x01(\fH\x00R\x06output\x12)\n" +
+	"\x04exit\x18\x02 \x01(\v2\x13.labs.v1.ExitStatusH\x00R\x04exitB\a\n" +
+	"\x05event2\xbe\x04\n" +
 	"\x0eSandboxService\x12N\n" +
 	"\rCreateSandbox\x12\x1d.labs.v1.CreateSandboxRequest\x1a\x1e.labs.v1.CreateSandboxResponse\x12E\n" +
 	"\n" +
@@ -1417,7 +1771,8 @@ const file_labs_v1_sandbox_proto_rawDesc = "" +
 	"\rDeleteSandbox\x12\x1d.labs.v1.DeleteSandboxRequest\x1a\x1e.labs.v1.DeleteSandboxResponse\x125\n" +
 	"\x04Exec\x12\x14.labs.v1.ExecRequest\x1a\x15.labs.v1.ExecResponse0\x01\x12>\n" +
 	"\aCapture\x12\x17.labs.v1.CaptureRequest\x1a\x18.labs.v1.CaptureResponse0\x01\x12B\n" +
-	"\tAttachXDP\x12\x19.labs.v1.AttachXDPRequest\x1a\x1a.labs.v1.AttachXDPResponseB\x1cZ\x1anslab/proto/labs/v1;labsv1b\x06proto3"
+	"\tAttachXDP\x12\x19.labs.v1.AttachXDPRequest\x1a\x1a.labs.v1.AttachXDPResponse\x12:\n" +
+	"\x05Shell\x12\x15.labs.v1.ShellRequest\x1a\x16.labs.v1.ShellResponse(\x010\x01B\x1cZ\x1anslab/proto/labs/v1;labsv1b\x06proto3"
 
 var (
 	file_labs_v1_sandbox_proto_rawDescOnce sync.Once
@@ -1432,7 +1787,7 @@ func file_labs_v1_sandbox_proto_rawDescGZIP() []byte {
 }
 
 var file_labs_v1_sandbox_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_labs_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_labs_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_labs_v1_sandbox_proto_goTypes = []any{
 	(Sandbox_State)(0),            // 0: labs.v1.Sandbox.State
 	(*Sandbox)(nil),               // 1: labs.v1.Sandbox
@@ -1454,43 +1809,55 @@ var file_labs_v1_sandbox_proto_goTypes = []any{
 	(*CaptureResponse)(nil),       // 17: labs.v1.CaptureResponse
 	(*AttachXDPRequest)(nil),      // 18: labs.v1.AttachXDPRequest
 	(*AttachXDPResponse)(nil),     // 19: labs.v1.AttachXDPResponse
-	nil,                           // 20: labs.v1.ExecRequest.EnvEntry
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
+	(*ShellRequest)(nil),          // 20: labs.v1.ShellRequest
+	(*ShellStart)(nil),            // 21: labs.v1.ShellStart
+	(*TerminalSize)(nil),          // 22: labs.v1.TerminalSize
+	(*ShellResponse)(nil),         // 23: labs.v1.ShellResponse
+	nil,                           // 24: labs.v1.ExecRequest.EnvEntry
+	nil,                           // 25: labs.v1.ShellStart.EnvEntry
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 27: google.protobuf.Duration
 }
 var file_labs_v1_sandbox_proto_depIdxs = []int32{
 	0,  // 0: labs.v1.Sandbox.state:type_name -> labs.v1.Sandbox.State
-	21, // 1: labs.v1.Sandbox.create_time:type_name -> google.protobuf.Timestamp
-	21, // 2: labs.v1.Sandbox.ready_time:type_name -> google.protobuf.Timestamp
+	26, // 1: labs.v1.Sandbox.create_time:type_name -> google.protobuf.Timestamp
+	26, // 2: labs.v1.Sandbox.ready_time:type_name -> google.protobuf.Timestamp
 	2,  // 3: labs.v1.Sandbox.nodes:type_name -> labs.v1.Node
 	4,  // 4: labs.v1.Sandbox.links:type_name -> labs.v1.Link
 	3,  // 5: labs.v1.Node.interfaces:type_name -> labs.v1.Interface
 	1,  // 6: labs.v1.CreateSandboxResponse.sandbox:type_name -> labs.v1.Sandbox
 	1,  // 7: labs.v1.GetSandboxResponse.sandbox:type_name -> labs.v1.Sandbox
 	1,  // 8: labs.v1.ListSandboxesResponse.sandboxes:type_name -> labs.v1.Sandbox
-	20, // 9: labs.v1.ExecRequest.env:type_name -> labs.v1.ExecRequest.EnvEntry
-	22, // 10: labs.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	24, // 9: labs.v1.ExecRequest.env:type_name -> labs.v1.ExecRequest.EnvEntry
+	27, // 10: labs.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
 	15, // 11: labs.v1.ExecResponse.exit:type_name -> labs.v1.ExitStatus
-	22, // 12: labs.v1.CaptureRequest.since:type_name -> google.protobuf.Duration
-	5,  // 13: labs.v1.SandboxService.CreateSandbox:input_type -> labs.v1.CreateSandboxRequest
-	7,  // 14: labs.v1.SandboxService.GetSandbox:input_type -> labs.v1.GetSandboxRequest
-	9,  // 15: labs.v1.SandboxService.ListSandboxes:input_type -> labs.v1.ListSandboxesRequest
-	11, // 16: labs.v1.SandboxService.DeleteSandbox:input_type -> labs.v1.DeleteSandboxRequest
-	13, // 17: labs.v1.SandboxService.Exec:input_type -> labs.v1.ExecRequest
-	16, // 18: labs.v1.SandboxService.Capture:input_type -> labs.v1.CaptureRequest
-	18, // 19: labs.v1.SandboxService.AttachXDP:input_type -> labs.v1.AttachXDPRequest
-	6,  // 20: labs.v1.SandboxService.CreateSandbox:output_type -> labs.v1.CreateSandboxResponse
-	8,  // 21: labs.v1.SandboxService.GetSandbox:output_type -> labs.v1.GetSandboxResponse
-	10, // 22: labs.v1.SandboxService.ListSandboxes:output_type -> labs.v1.ListSandboxesResponse
-	12, // 23: labs.v1.SandboxService.DeleteSandbox:output_type -> labs.v1.DeleteSandboxResponse
-	14, // 24: labs.v1.SandboxService.Exec:output_type -> labs.v1.ExecResponse
-	17, // 25: labs.v1.SandboxService.Capture:output_type -> labs.v1.CaptureResponse
-	19, // 26: labs.v1.SandboxService.AttachXDP:output_type -> labs.v1.AttachXDPResponse
-	20, // [20:27] is the sub-list for method output_type
-	13, // [13:20] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	27, // 12: labs.v1.CaptureRequest.since:type_name -> google.protobuf.Duration
+	21, // 13: labs.v1.ShellRequest.start:type_name -> labs.v1.ShellStart
+	22, // 14: labs.v1.ShellRequest.resize:type_name -> labs.v1.TerminalSize
+	22, // 15: labs.v1.ShellStart.size:type_name -> labs.v1.TerminalSize
+	25, // 16: labs.v1.ShellStart.env:type_name -> labs.v1.ShellStart.EnvEntry
+	15, // 17: labs.v1.ShellResponse.exit:type_name -> labs.v1.ExitStatus
+	5,  // 18: labs.v1.SandboxService.CreateSandbox:input_type -> labs.v1.CreateSandboxRequest
+	7,  // 19: labs.v1.SandboxService.GetSandbox:input_type -> labs.v1.GetSandboxRequest
+	9,  // 20: labs.v1.SandboxService.ListSandboxes:input_type -> labs.v1.ListSandboxesRequest
+	11, // 21: labs.v1.SandboxService.DeleteSandbox:input_type -> labs.v1.DeleteSandboxRequest
+	13, // 22: labs.v1.SandboxService.Exec:input_type -> labs.v1.ExecRequest
+	16, // 23: labs.v1.SandboxService.Capture:input_type -> labs.v1.CaptureRequest
+	18, // 24: labs.v1.SandboxService.AttachXDP:input_type -> labs.v1.AttachXDPRequest
+	20, // 25: labs.v1.SandboxService.Shell:input_type -> labs.v1.ShellRequest
+	6,  // 26: labs.v1.SandboxService.CreateSandbox:output_type -> labs.v1.CreateSandboxResponse
+	8,  // 27: labs.v1.SandboxService.GetSandbox:output_type -> labs.v1.GetSandboxResponse
+	10, // 28: labs.v1.SandboxService.ListSandboxes:output_type -> labs.v1.ListSandboxesResponse
+	12, // 29: labs.v1.SandboxService.DeleteSandbox:output_type -> labs.v1.DeleteSandboxResponse
+	14, // 30: labs.v1.SandboxService.Exec:output_type -> labs.v1.ExecResponse
+	17, // 31: labs.v1.SandboxService.Capture:output_type -> labs.v1.CaptureResponse
+	19, // 32: labs.v1.SandboxService.AttachXDP:output_type -> labs.v1.AttachXDPResponse
+	23, // 33: labs.v1.SandboxService.Shell:output_type -> labs.v1.ShellResponse
+	26, // [26:34] is the sub-list for method output_type
+	18, // [18:26] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_labs_v1_sandbox_proto_init() }
@@ -1503,13 +1870,22 @@ func file_labs_v1_sandbox_proto_init() {
 		(*ExecResponse_Stderr)(nil),
 		(*ExecResponse_Exit)(nil),
 	}
+	file_labs_v1_sandbox_proto_msgTypes[19].OneofWrappers = []any{
+		(*ShellRequest_Start)(nil),
+		(*ShellRequest_Stdin)(nil),
+		(*ShellRequest_Resize)(nil),
+	}
+	file_labs_v1_sandbox_proto_msgTypes[22].OneofWrappers = []any{
+		(*ShellResponse_Output)(nil),
+		(*ShellResponse_Exit)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_labs_v1_sandbox_proto_rawDesc), len(file_labs_v1_sandbox_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	SandboxService_Exec_FullMethodName          = "/labs.v1.SandboxService/Exec"
 	SandboxService_Capture_FullMethodName       = "/labs.v1.SandboxService/Capture"
 	SandboxService_AttachXDP_FullMethodName     = "/labs.v1.SandboxService/AttachXDP"
+	SandboxService_Shell_FullMethodName         = "/labs.v1.SandboxService/Shell"
 )
 
 // SandboxServiceClient is the client API for SandboxService service.
@@ -54,6 +55,12 @@ type SandboxServiceClient interface {
 	// root cannot load BPF itself: BPF needs privilege in the host's user
 	// namespace, so labd loads it on the learner's behalf.
 	AttachXDP(ctx context.Context, in *AttachXDPRequest, opts ...grpc.CallOption) (*AttachXDPResponse, error)
+	// Shell runs an interactive command (default: a login shell) as root of
+	// a node on a pseudo-terminal. The first request must carry start; then
+	// stdin bytes and resizes flow in, output flows out, and the stream ends
+	// with the exit status. Closing the stream ends the session and every
+	// process it started.
+	Shell(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ShellRequest, ShellResponse], error)
 }
 
 type sandboxServiceClient struct {
@@ -152,6 +159,19 @@ func (c *sandboxServiceClient) AttachXDP(ctx context.Context, in *AttachXDPReque
 	return out, nil
 }
 
+func (c *sandboxServiceClient) Shell(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ShellRequest, ShellResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &SandboxService_ServiceDesc.Streams[2], SandboxService_Shell_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ShellRequest, ShellResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SandboxService_ShellClient = grpc.BidiStreamingClient[ShellRequest, ShellResponse]
+
 // SandboxServiceServer is the server API for SandboxService service.
 // All implementations must embed UnimplementedSandboxServiceServer
 // for forward compatibility.
@@ -178,6 +198,12 @@ type SandboxServiceServer interface {
 	// root cannot load BPF itself: BPF needs privilege in the host's user
 	// namespace, so labd loads it on the learner's behalf.
 	AttachXDP(context.Context, *AttachXDPRequest) (*AttachXDPResponse, error)
+	// Shell runs an interactive command (default: a login shell) as root of
+	// a node on a pseudo-terminal. The first request must carry start; then
+	// stdin bytes and resizes flow in, output flows out, and the stream ends
+	// with the exit status. Closing the stream ends the session and every
+	// process it started.
+	Shell(grpc.BidiStreamingServer[ShellRequest, ShellResponse]) error
 	mustEmbedUnimplementedSandboxServiceServer()
 }
 
@@ -208,6 +234,9 @@ func (UnimplementedSandboxServiceServer) Capture(*CaptureRequest, grpc.ServerStr
 }
 func (UnimplementedSandboxServiceServer) AttachXDP(context.Context, *AttachXDPRequest) (*AttachXDPResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AttachXDP not implemented")
+}
+func (UnimplementedSandboxServiceServer) Shell(grpc.BidiStreamingServer[ShellRequest, ShellResponse]) error {
+	return status.Error(codes.Unimplemented, "method Shell not implemented")
 }
 func (UnimplementedSandboxServiceServer) mustEmbedUnimplementedSandboxServiceServer() {}
 func (UnimplementedSandboxServiceServer) testEmbeddedByValue()                        {}
@@ -342,6 +371,13 @@ func _SandboxService_AttachXDP_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SandboxService_Shell_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(SandboxServiceServer).Shell(&grpc.GenericServerStream[ShellRequest, ShellResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SandboxService_ShellServer = grpc.BidiStreamingServer[ShellRequest, ShellResponse]
+
 // SandboxService_ServiceDesc is the grpc.ServiceDesc for SandboxService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -380,6 +416,12 @@ var SandboxService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Capture",
 			Handler:       _SandboxService_Capture_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Shell",
+			Handler:       _SandboxService_Shell_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "labs/v1/sandbox.proto",
