@@ -96,6 +96,19 @@ func ruleDiffs(c *labs.RuleCheck, r *labs.RuleState) (diffs []string, same int) 
 			diffs = append(diffs, diff)
 		}
 	}
+	fam := c.Family
+	if fam == "" {
+		for _, sel := range []string{c.From, c.To} {
+			if sel != "" && sel != "any" && sel != "all" {
+				fam = "inet"
+				if strings.Contains(sel, ":") {
+					fam = "inet6"
+				}
+			}
+		}
+	}
+	check(fam != "" && r.Family != "", r.Family == fam,
+		fmt.Sprintf("is an %s rule, want %s", r.Family, fam))
 	check(c.Priority != 0, r.Priority == c.Priority,
 		fmt.Sprintf("has priority %d, want %d", r.Priority, c.Priority))
 	check(c.From != "", ruleSel(r.From) == ruleSel(c.From),

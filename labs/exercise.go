@@ -201,6 +201,7 @@ type RuleCheck struct {
 	OIF      string `yaml:"oif"`
 	FWMark   uint32 `yaml:"fwmark"`
 	Table    int    `yaml:"table"`
+	Family   string `yaml:"family"` // inet or inet6; empty = inferred from from/to, else any
 	Absent   bool   `yaml:"absent"`
 }
 

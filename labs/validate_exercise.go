@@ -227,6 +227,7 @@ func (v *validator) check(f string, c *Check) {
 		v.nodeRef(f+".node", c.Rule.Node)
 		v.cidrOpt(f+".from", c.Rule.From)
 		v.cidrOpt(f+".to", c.Rule.To)
+		v.oneOf(f+".family", c.Rule.Family, "inet", "inet6")
 	case CheckNeighbor:
 		v.nodeRef(f+".node", c.Neighbor.Node)
 		if _, err := netip.ParseAddr(c.Neighbor.Address); err != nil {

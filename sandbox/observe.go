@@ -381,6 +381,9 @@ func snapRules(fd int) ([]labs.RuleState, error) {
 		// struct fib_rule_hdr has the shape of struct rtmsg, with the
 		// action where rtmsg has its type.
 		hdr := nl.DeserializeRtMsg(m)
+		if hdr.Family != unix.AF_INET && hdr.Family != unix.AF_INET6 {
+			continue // multicast-routing (ipmr) rules are not ip rule's
+		}
 		attrs, err := nl.ParseRouteAttr(m[hdr.Len():])
 		if err != nil {
 			return nil, fmt.Errorf("parse rule: %w", err)
