@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"nslab/labs"
 )
@@ -65,13 +66,21 @@ func evalAnswer(id string, a *labs.AnswerCheck, obs *Observations) outcome {
 	want := a.Expect
 	var ev []string
 	if fp := a.FromPacket; fp != nil {
+		// Any matching packet in the window counts: a learner may answer
+		// from their latest connection or their first.
 		want = nil
+		var from time.Time
+		if !obs.Now.IsZero() {
+			from = obs.Now.Add(-defaultWindow)
+		}
 		for i := range obs.Packets {
 			p := &obs.Packets[i]
-			if p.Link == fp.Link && !p.Probe && !p.Spoofed && packetMatches(&fp.Match, p) {
-				want = append(want, packetField(p, fp.Field))
-				ev = append(ev, "from: "+describePacket(p))
-				break
+			if p.Link == fp.Link && !p.Probe && !p.Spoofed && !p.Time.Before(from) && packetMatches(&fp.Match, p) {
+				v := packetField(p, fp.Field)
+				if normAnswer(v) == got {
+					ev = append(ev, "from: "+describePacket(p))
+				}
+				want = append(want, v)
 			}
 		}
 		if len(want) == 0 {

@@ -94,6 +94,7 @@ func Grade(ex *labs.Exercise, obs *Observations) *Report {
 			r.Passed = false
 		}
 	}
+	RedactAnswers(ex, r)
 	return r
 }
 

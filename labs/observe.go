@@ -193,6 +193,7 @@ type Packet struct {
 	ICMPType int
 	ICMPCode int
 	EchoID   int    // ICMP(v6) echo request/reply identifier
+	Quoted   string // ICMP errors: the flow of the packet quoted, "tcp:sport:dport", "udp:…" or "icmp:id"
 	Summary  string // one line, tcpdump-like
 	// Probe marks packets of nslab's own probes (behaviour checks). Packet
 	// checks ignore them unless the check generated them itself, so the

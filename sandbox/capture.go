@@ -676,6 +676,10 @@ func capDecodeL4(p *labs.Packet, ip string, proto uint8, b []byte, l4len int, la
 		case len(b) >= 8 && (!v6 && (b[0] == 0 || b[0] == 8) || v6 && (b[0] == 128 || b[0] == 129)):
 			p.EchoID = int(capBE16(b[4:]))
 			s += fmt.Sprintf(", id %d, seq %d", capBE16(b[4:]), capBE16(b[6:]))
+		case len(b) >= 8+20 && (!v6 && (b[0] == 3 || b[0] == 11 || b[0] == 12) || v6 && b[0] >= 1 && b[0] <= 4):
+			// An error quotes the packet that caused it: keep its ports
+			// (or echo id) so errors caused by probes can be told apart.
+			p.Quoted = quotedFlow(b[8:], v6)
 		case v6 && (b[0] == 135 || b[0] == 136) && len(b) >= 24:
 			tgt := netip.AddrFrom16([16]byte(b[8:24]))
 			if b[0] == 135 {
@@ -691,6 +695,36 @@ func capDecodeL4(p *labs.Packet, ip string, proto uint8, b []byte, l4len int, la
 		}
 		p.Summary = fmt.Sprintf("%s: ip-proto-%d, length %d", hosts, proto, l4len)
 	}
+}
+
+// quotedFlow decodes the start of the packet an ICMP error quotes into
+// "proto:port:port" (tcp/udp) or "icmp:id" (an echo request).
+func quotedFlow(b []byte, v6 bool) string {
+	var proto uint8
+	var l4 []byte
+	if v6 {
+		if len(b) < 40 {
+			return ""
+		}
+		proto, l4 = b[6], b[40:]
+	} else {
+		ihl := int(b[0]&0x0f) * 4
+		if b[0]>>4 != 4 || ihl < 20 || len(b) < ihl {
+			return ""
+		}
+		proto, l4 = b[9], b[ihl:]
+	}
+	switch {
+	case (proto == 6 || proto == 17) && len(l4) >= 4:
+		name := "tcp"
+		if proto == 17 {
+			name = "udp"
+		}
+		return fmt.Sprintf("%s:%d:%d", name, capBE16(l4[0:]), capBE16(l4[2:]))
+	case (proto == 1 && len(l4) >= 6 && l4[0] == 8) || (proto == 58 && len(l4) >= 6 && l4[0] == 128):
+		return fmt.Sprintf("icmp:%d", capBE16(l4[4:]))
+	}
+	return ""
 }
 
 func capL4Name(proto uint8) string {

@@ -109,7 +109,7 @@ func TestCaptureDecode(t *testing.T) {
 			labs.Packet{Proto: "icmp", Src: "10.0.1.10", Dst: "10.0.2.10", TTL: 64, ICMPType: 8, EchoID: 4660,
 				Summary: "IP 10.0.1.10 > 10.0.2.10: ICMP echo request, id 4660, seq 1, length 64"}},
 		{"icmp unreachable", ethFrame(testMAC2, testMAC1, 0x0800, ipv4Packet("10.0.1.1", "10.0.1.10", 1, 64, unreach)),
-			labs.Packet{Proto: "icmp", Src: "10.0.1.1", Dst: "10.0.1.10", TTL: 64, ICMPType: 3, ICMPCode: 1,
+			labs.Packet{Proto: "icmp", Src: "10.0.1.1", Dst: "10.0.1.10", TTL: 64, ICMPType: 3, ICMPCode: 1, Quoted: "icmp:7",
 				Summary: "IP 10.0.1.1 > 10.0.1.10: ICMP host unreachable, length 36"}},
 		{"tcp syn-ack", ethFrame(testMAC2, testMAC1, 0x0800, ipv4Packet("10.0.2.10", "10.0.1.10", 6, 62, tcpSegment(7, 40000, 1000, 501, 0x12, nil))),
 			labs.Packet{Proto: "tcp", Src: "10.0.2.10", Dst: "10.0.1.10", TTL: 62, Sport: 7, Dport: 40000, Flags: "SA", Seq: 1000, Ack: 501,

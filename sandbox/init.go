@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -9,9 +10,12 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,6 +39,10 @@ var nodeTmpfs = []struct {
 }
 
 const nodePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// nodeHome is root's home in interactive shells when the host's is not
+// readable in the node (it normally is not).
+const nodeHome = "/run/nslab/root"
 
 // initMain is PID 1 of a node. args: stateDir sandbox node.
 func initMain(args []string) int {
@@ -193,9 +201,10 @@ func (r *reaper) run() {
 	}
 }
 
-// start forks and execs argv with the given stdio; the returned channel
-// yields its wait status once.
-func (r *reaper) start(req *wireRequest, files []uintptr) (int, <-chan unix.WaitStatus, error) {
+// start forks and execs argv with the given stdio in a session of its
+// own; with ctty, files[0] (a pty slave) becomes the session's
+// controlling terminal. The returned channel yields its wait status once.
+func (r *reaper) start(req *wireRequest, files []uintptr, ctty bool) (int, <-chan unix.WaitStatus, error) {
 	path := req.Argv[0]
 	if req.Self {
 		path = "/proc/self/exe"
@@ -206,8 +215,7 @@ func (r *reaper) start(req *wireRequest, files []uintptr) (int, <-chan unix.Wait
 		}
 		path = lp
 	}
-	env := os.Environ()
-	env = append(env, req.Env...)
+	env := mergeEnv(os.Environ(), req.Env)
 	dir := req.Dir
 	if dir == "" {
 		dir = "/"
@@ -217,7 +225,7 @@ func (r *reaper) start(req *wireRequest, files []uintptr) (int, <-chan unix.Wait
 		Env:   env,
 		Files: files,
 		// A session of its own, so the whole group can be signalled.
-		Sys: &syscall.SysProcAttr{Setsid: true},
+		Sys: &syscall.SysProcAttr{Setsid: true, Setctty: ctty, Ctty: 0},
 	}
 	ch := make(chan unix.WaitStatus, 1)
 	r.mu.Lock()
@@ -228,6 +236,26 @@ func (r *reaper) start(req *wireRequest, files []uintptr) (int, <-chan unix.Wait
 	}
 	r.waiters[pid] = ch
 	return pid, ch, nil
+}
+
+// mergeEnv returns base with add applied, a later KEY=VALUE replacing an
+// earlier one: with duplicates, getenv would see the first and bash the
+// last.
+func mergeEnv(base, add []string) []string {
+	out := make([]string, 0, len(base)+len(add))
+	at := map[string]int{}
+	for _, list := range [][]string{base, add} {
+		for _, kv := range list {
+			k, _, _ := strings.Cut(kv, "=")
+			if i, ok := at[k]; ok {
+				out[i] = kv
+				continue
+			}
+			at[k] = len(out)
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 func serveCtl(r *reaper, c *net.UnixConn) {
@@ -252,6 +280,8 @@ func serveCtl(r *reaper, c *net.UnixConn) {
 		serveExec(r, c, &req, fds) // takes ownership of fds
 	case "spawn":
 		serveSpawn(r, c, &req)
+	case "pty":
+		servePty(r, c, &req)
 	default:
 		writeMsg(c, wireReply{Error: fmt.Sprintf("unknown op %q", req.Op), Code: 126})
 	}
@@ -266,7 +296,7 @@ func execFailure(argv0 string, err error) wireReply {
 }
 
 func serveExec(r *reaper, c *net.UnixConn, req *wireRequest, fds []int) {
-	pid, wait, err := r.start(req, []uintptr{uintptr(fds[0]), uintptr(fds[1]), uintptr(fds[2])})
+	pid, wait, err := r.start(req, []uintptr{uintptr(fds[0]), uintptr(fds[1]), uintptr(fds[2])}, false)
 	// Our copies of the command's stdio must close now, or the reader on
 	// the other side would never see EOF.
 	closeFds(fds)
@@ -279,12 +309,18 @@ func serveExec(r *reaper, c *net.UnixConn, req *wireRequest, fds []int) {
 		<-wait
 		return
 	}
-	// Kill requests, or the connection going away, end the command.
+	supervise(c, pid, wait, func(sig unix.Signal) { unix.Kill(-pid, sig) }, nil)
+}
+
+// supervise passes kill requests on c to kill, calls kill(SIGKILL)
+// when c goes away, and once the command has exited runs ended (if any)
+// and reports the exit on c.
+func supervise(c *net.UnixConn, pid int, wait <-chan unix.WaitStatus, kill func(unix.Signal), ended func()) {
 	go func() {
 		for {
 			var k wireRequest
 			if _, err := readMsg(c, &k); err != nil {
-				unix.Kill(-pid, unix.SIGKILL)
+				kill(unix.SIGKILL)
 				return
 			}
 			if k.Op == "kill" {
@@ -292,11 +328,14 @@ func serveExec(r *reaper, c *net.UnixConn, req *wireRequest, fds []int) {
 				if sig == 0 {
 					sig = unix.SIGKILL
 				}
-				unix.Kill(-pid, sig)
+				kill(sig)
 			}
 		}
 	}()
 	ws := <-wait
+	if ended != nil {
+		ended()
+	}
 	rep := wireReply{Exited: true, Pid: pid}
 	if ws.Signaled() {
 		rep.Signal = int(ws.Signal())
@@ -328,7 +367,7 @@ func serveSpawn(r *reaper, c *net.UnixConn, req *wireRequest) {
 		return
 	}
 	defer null.Close()
-	pid, wait, err := r.start(req, []uintptr{null.Fd(), logf.Fd(), logf.Fd()})
+	pid, wait, err := r.start(req, []uintptr{null.Fd(), logf.Fd(), logf.Fd()}, false)
 	if err != nil {
 		writeMsg(c, execFailure(req.Argv[0], err))
 		return
@@ -351,4 +390,173 @@ func describeWait(ws unix.WaitStatus) string {
 		return "killed by " + unix.SignalName(ws.Signal())
 	}
 	return fmt.Sprintf("exit status %d", ws.ExitStatus())
+}
+
+// servePty runs a command on a new pseudo-terminal of the node's own
+// devpts, as the leader of a session whose controlling terminal it is, so
+// the line discipline turns ^C, ^Z and ^\ into signals for the
+// foreground job. labd gets the master with the reply. When the command
+// exits or labd goes away, every process left in the session dies with
+// it: background jobs too, not only the leader's process group.
+func servePty(r *reaper, c *net.UnixConn, req *wireRequest) {
+	if len(req.Argv) == 0 {
+		req.Argv = []string{"sh", "-l"}
+		if _, err := exec.LookPath("bash"); err == nil {
+			req.Argv = []string{"bash", "-l"}
+		}
+	}
+	has := func(key string) bool {
+		return slices.ContainsFunc(req.Env, func(kv string) bool { return strings.HasPrefix(kv, key+"=") })
+	}
+	if !has("PS1") {
+		// The node's name even where no bashrc sets a prompt; only bash
+		// knows \w.
+		ps1 := "root@" + os.Getenv("HOSTNAME") + "# "
+		if filepath.Base(req.Argv[0]) == "bash" {
+			ps1 = "root@" + os.Getenv("HOSTNAME") + `:\w# `
+		}
+		req.Env = append([]string{"PS1=" + ps1}, req.Env...)
+	}
+	if home := os.Getenv("HOME"); !has("HOME") && unix.Access(home, unix.R_OK|unix.X_OK) != nil {
+		// The host's /root belongs to an unmapped owner, and a login
+		// shell would complain on entry and exit that it cannot read its
+		// profile there. A home of the node's own also keeps history.
+		if err := os.MkdirAll(nodeHome, 0o700); err == nil {
+			req.Env = append([]string{"HOME=" + nodeHome}, req.Env...)
+		}
+	}
+	master, slave, err := openPty(req.Rows, req.Cols)
+	if err != nil {
+		writeMsg(c, wireReply{Error: err.Error(), Code: 126})
+		return
+	}
+	pid, wait, err := r.start(req, []uintptr{uintptr(slave), uintptr(slave), uintptr(slave)}, true)
+	// Only the session may hold the slave: once it is gone, labd reads EIO.
+	unix.Close(slave)
+	if err != nil {
+		unix.Close(master)
+		writeMsg(c, execFailure(req.Argv[0], err))
+		return
+	}
+	werr := writeMsg(c, wireReply{Pid: pid}, master)
+	unix.Close(master)
+	if werr != nil {
+		killSession(pid)
+		<-wait
+		killSession(pid)
+		return
+	}
+	// After the exit has been handled the session id may be free for
+	// reuse, so a late kill must not look for it any more.
+	var mu sync.Mutex
+	done := false
+	kill := func(sig unix.Signal) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case done:
+		case sig == unix.SIGKILL:
+			killSession(pid)
+		default:
+			unix.Kill(-pid, sig)
+		}
+	}
+	supervise(c, pid, wait, kill, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		killSession(pid)
+		done = true
+	})
+}
+
+// openPty opens a pseudo-terminal pair sized rows x cols (when given).
+func openPty(rows, cols int) (master, slave int, err error) {
+	master, err = unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, -1, fmt.Errorf("open /dev/ptmx: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			unix.Close(master)
+		}
+	}()
+	if err := unix.IoctlSetPointerInt(master, unix.TIOCSPTLCK, 0); err != nil {
+		return -1, -1, fmt.Errorf("unlock pseudo-terminal: %w", err)
+	}
+	if rows > 0 && cols > 0 {
+		ws := &unix.Winsize{Row: uint16(rows), Col: uint16(cols)}
+		if err := unix.IoctlSetWinsize(master, unix.TIOCSWINSZ, ws); err != nil {
+			return -1, -1, fmt.Errorf("set terminal size: %w", err)
+		}
+	}
+	// The peer straight from the master needs no path in /dev/pts, which
+	// the node's root may have remounted; older kernels lack it.
+	fd, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(master), unix.TIOCGPTPEER,
+		uintptr(unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC))
+	if errno == 0 {
+		return master, int(fd), nil
+	}
+	n, err := unix.IoctlGetInt(master, unix.TIOCGPTN)
+	if err != nil {
+		return -1, -1, fmt.Errorf("pseudo-terminal number: %w", err)
+	}
+	name := fmt.Sprintf("/dev/pts/%d", n)
+	slave, err = unix.Open(name, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, -1, fmt.Errorf("open %s: %w", name, err)
+	}
+	return master, slave, nil
+}
+
+// killSession SIGKILLs every process of session sid until none is left.
+// Killing the process group alone would miss background jobs, which
+// have groups of their own.
+func killSession(sid int) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		unix.Kill(-sid, unix.SIGKILL)
+		left := sessionMembers(sid)
+		for _, pid := range left {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			return
+		}
+		// Killed processes take a moment to become zombies; forks in
+		// flight join the session meanwhile.
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// sessionMembers lists the live (not zombie) processes of session sid,
+// from the node's /proc.
+func sessionMembers(sid int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == 1 {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp session ...; comm may hold anything.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 4 || f[0] == "Z" || f[0] == "X" {
+			continue
+		}
+		if s, err := strconv.Atoi(f[3]); err == nil && s == sid {
+			out = append(out, pid)
+		}
+	}
+	return out
 }

@@ -368,6 +368,17 @@ func (s *Sandbox) PMTUProbe(ctx context.Context, from, to string, timeout time.D
 	}
 	defer ic.close()
 	pr.mark("icmp", ic.id)
+	// The probe's oversized packets teach the node's kernel the path MTU
+	// (a "fragmentation needed" answer creates a route exception); a
+	// grader must not change what the learner's TCP then does, so the
+	// node's route cache is flushed afterwards, as `ip route flush cache`.
+	defer func() {
+		key := "net.ipv4.route.flush"
+		if v6 {
+			key = "net.ipv6.route.flush"
+		}
+		writeSysctl(pr.ns, key, "1")
+	}()
 	if err := ic.probeMTU(); err != nil {
 		return res, fmt.Errorf("pmtu probe from %s: %w", from, err)
 	}

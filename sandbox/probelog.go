@@ -1,6 +1,8 @@
 package sandbox
 
 import (
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +48,16 @@ func (l *probeLog) matches(p *labs.Packet) bool {
 	case "tcp", "udp":
 		proto, ports = p.Proto, [2]int{p.Sport, p.Dport}
 	case "icmp", "icmpv6":
+		if p.Quoted != "" {
+			// An error caused by a probe's packet belongs to the probe.
+			f := strings.Split(p.Quoted, ":")
+			proto = f[0]
+			ports = [2]int{-1, -1}
+			for i := 1; i < len(f) && i <= 2; i++ {
+				ports[i-1], _ = strconv.Atoi(f[i])
+			}
+			break
+		}
 		if !isEcho(p) {
 			return false
 		}

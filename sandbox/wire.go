@@ -18,6 +18,7 @@ import (
 //
 // exec:  -> {op:exec,...}+fds   <- {pid}   [-> {op:kill}]   <- {exited}
 // spawn: -> {op:spawn,...}      <- {pid}   (detached; the init keeps it)
+// pty:   -> {op:pty,...}        <- {pid}+master  [-> {op:kill}]   <- {exited}
 // ping:  -> {op:ping}           <- {pid: 1}
 
 const maxWireMsg = 64 << 10
@@ -30,6 +31,8 @@ type wireRequest struct {
 	Self   bool     `json:"self,omitempty"`   // argv[0] is this binary (built-in service)
 	Log    string   `json:"log,omitempty"`    // spawn: log file inside the node
 	Signal int      `json:"signal,omitempty"` // kill
+	Rows   int      `json:"rows,omitempty"`   // pty: initial window size
+	Cols   int      `json:"cols,omitempty"`
 }
 
 type wireReply struct {

@@ -283,6 +283,7 @@ func GradeExercise(ctx context.Context, sb *sandbox.Sandbox, ex *labs.Exercise) 
 			rep.Score += r.Points
 			rep.Passed = rep.Passed && r.Passed
 		}
+		grader.RedactAnswers(ex, rep)
 	}
 	return rep, nil
 }
