@@ -225,9 +225,6 @@ func (m *Manager) Build(ctx context.Context, lab *labs.Lab, id string, uidBases 
 	if err := m.buildNetwork(ctx, sb); err != nil {
 		return nil, err
 	}
-	if err := sb.StartCapture(0); err != nil {
-		return nil, fmt.Errorf("start capture: %w", err)
-	}
 	return sb, nil
 }
 

@@ -93,6 +93,11 @@ func (m *Manager) buildNetwork(ctx context.Context, sb *Sandbox) error {
 		}
 	}
 
+	// Capture from the moment the links exist, so what services and
+	// boot-time commands send is on record too.
+	if err := sb.StartCapture(0); err != nil {
+		return fmt.Errorf("start capture: %w", err)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0) + 1)
 	for _, n := range lab.Nodes {
