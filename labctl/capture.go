@@ -6,50 +6,63 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	labsv1 "nslab/proto/labs/v1"
 )
 
-// cmdCapture is "labctl capture ID": the packets a sandbox's links carried,
+func (c *cli) captureCommand() *cobra.Command {
+	var (
+		link, node, path string
+		follow           bool
+		since            time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "capture [flags] ID",
+		Short: "the sandbox's packets as pcapng",
+		Long: "Writes the packets of the sandbox's links as one pcapng file: what labd's\n" +
+			"capture ring holds, then with --follow live packets until Ctrl-C. Stdout\n" +
+			"must be a pipe or a file.",
+		Example: "  labctl capture -f s-7f3a9c | tcpdump -nr -\n" +
+			"  labctl capture --link h1-r1 --since 1m -w h1-r1.pcapng s-7f3a9c",
+		Args:              exactArgs(1, "exactly one sandbox ID"),
+		ValidArgsFunction: c.completeSandboxes,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case since < 0:
+				return usagef(cmd, "--since must not be negative")
+			case path == "":
+				return usagef(cmd, "-w wants a FILE, or - for stdout")
+			case path == "-" && isTerminal(c.stdout):
+				return usagef(cmd, "will not write binary pcapng to a terminal; "+
+					"use -w FILE or a pipe (labctl capture ID | tcpdump -nr -)")
+			}
+			req := &labsv1.CaptureRequest{Sandbox: args[0], Link: link, Node: node, Follow: follow}
+			if since > 0 {
+				req.Since = durationpb.New(since)
+			}
+			return c.capture(cmd.Context(), req, path)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&link, "link", "", "only packets on `LINK`")
+	fs.StringVar(&node, "node", "", "only packets sent or received by `NODE`")
+	fs.BoolVarP(&follow, "follow", "f", false, "after the ring, stream live packets until Ctrl-C")
+	fs.DurationVar(&since, "since", 0, "only packets of the last `DURATION` (default: all the ring holds)")
+	fs.StringVarP(&path, "write", "w", "-", "write to `FILE`; - is stdout")
+	return cmd
+}
+
+// capture is "labctl capture ID": the packets a sandbox's links carried,
 // as one pcapng file written chunk by chunk as labd sends it, so that
 // "labctl capture -f ID | tcpdump -nr -" shows traffic live.
-func (c *cli) cmdCapture(ctx context.Context, args []string) error {
-	fs := c.newFlags("capture", "capture [--link LINK] [--node NODE] [--follow|-f] [--since DURATION] [-w FILE|-] ID\n\n"+
-		"Writes the packets of the sandbox's links as one pcapng file: what labd's\n"+
-		"capture ring holds, then with --follow live packets until Ctrl-C. Stdout\n"+
-		"must be a pipe or a file: labctl capture -f ID | tcpdump -nr -")
-	link := fs.String("link", "", "only packets on `LINK`")
-	node := fs.String("node", "", "only packets sent or received by `NODE`")
-	var follow bool
-	fs.BoolVar(&follow, "follow", false, "after the ring, stream live packets until Ctrl-C")
-	fs.BoolVar(&follow, "f", false, "short for --follow")
-	since := fs.Duration("since", 0, "only packets of the last `DURATION` (default: all the ring holds)")
-	path := fs.String("w", "-", "write to `FILE`; - is stdout")
-	pos, _, err := fs.parse(args, -1)
-	if err != nil {
-		return err
-	}
-	switch {
-	case len(pos) != 1:
-		return usageErr{cmd: "capture", msg: "capture: want exactly one sandbox ID"}
-	case *since < 0:
-		return usageErr{cmd: "capture", msg: "capture: --since must not be negative"}
-	case *path == "":
-		return usageErr{cmd: "capture", msg: "capture: -w wants a FILE, or - for stdout"}
-	case *path == "-" && isTerminal(c.stdout):
-		return usageErr{cmd: "capture", msg: "capture: will not write binary pcapng to a terminal; " +
-			"use -w FILE or a pipe (labctl capture ID | tcpdump -nr -)"}
-	}
-	id := pos[0]
-	op := "capture sandbox " + id
-	req := &labsv1.CaptureRequest{Sandbox: id, Link: *link, Node: *node, Follow: follow}
-	if *since > 0 {
-		req.Since = durationpb.New(*since)
-	}
-
+func (c *cli) capture(ctx context.Context, req *labsv1.CaptureRequest, path string) error {
+	op := "capture sandbox " + req.GetSandbox()
+	follow := req.GetFollow()
 	client, err := c.sandboxClient()
 	if err != nil {
 		return err
@@ -60,9 +73,9 @@ func (c *cli) cmdCapture(ctx context.Context, args []string) error {
 	defer cancel()
 	stream, err := client.Capture(sctx, req)
 	if err != nil {
-		return rpcError(op, err)
+		return rpcError(op, err).on(subject{sandbox: req.GetSandbox(), node: req.GetNode()})
 	}
-	out := &captureOutput{path: *path, stdout: c.stdout}
+	out := &captureOutput{path: path, stdout: c.stdout}
 	dropped, err := copyCapture(stream, out)
 	var werr writeErr
 	switch {
@@ -70,7 +83,7 @@ func (c *cli) cmdCapture(ctx context.Context, args []string) error {
 	case follow && ctx.Err() != nil:
 		err = nil // Ctrl-C is how a followed capture ends
 	default:
-		err = rpcError(op, err)
+		err = rpcError(op, err).on(subject{sandbox: req.GetSandbox(), node: req.GetNode()})
 	}
 	if cerr := out.close(); err == nil && cerr != nil {
 		err = cerr
@@ -172,22 +185,4 @@ func (o *captureOutput) name() string {
 		return "stdout"
 	}
 	return o.path
-}
-
-// isTerminal says whether w is a terminal, as far as Stat can tell: a
-// character device other than /dev/null (golang.org/x/term is not a
-// dependency of this module).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
-		return false
-	}
-	if null, err := os.Stat(os.DevNull); err == nil && os.SameFile(fi, null) {
-		return false
-	}
-	return true
 }

@@ -4,10 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
 	"sort"
 	"strings"
+	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	labsv1 "nslab/proto/labs/v1"
@@ -16,53 +17,77 @@ import (
 // maxStdin is what labd accepts as an exec's stdin.
 const maxStdin = 1 << 20
 
-// cmdExec is "labctl exec ID NODE -- CMD [ARG...]": the command's output is
-// copied as it arrives and labctl exits with the command's exit code.
-func (c *cli) cmdExec(ctx context.Context, args []string) error {
-	fs := c.newFlags("exec", "exec [--timeout DURATION] [-e KEY=VAL]... [-w DIR] [-i] ID NODE [--] CMD [ARG...]\n\n"+
-		"Runs CMD as root of NODE and exits with its exit code. Without --, everything\n"+
-		"after NODE is the command, flags included.")
-	timeout := fs.Duration("timeout", 0, "kill the command after this long (labd's default is 60s, at most 1h)")
-	env := envFlag{}
-	fs.Var(env, "e", "set `KEY=VAL` in the command's environment (repeatable)")
-	dir := fs.String("w", "", "working `DIR` inside the node (default /)")
-	withStdin := fs.Bool("i", false, "send labctl's stdin (at most 1 MiB) to the command")
-
+func (c *cli) execCommand() *cobra.Command {
 	var (
-		pos, command []string
-		err          error
+		timeout          time.Duration
+		env              = envFlag{}
+		dir              string
+		withStdin, ttyed bool
 	)
-	if i := slices.Index(args, "--"); i >= 0 {
-		if pos, _, err = fs.parse(args[:i], -1); err != nil {
-			return err
-		}
-		if len(pos) != 2 {
-			return usageErr{cmd: "exec", msg: "exec: want ID NODE before --"}
-		}
-		command = args[i+1:]
-	} else if pos, command, err = fs.parse(args, 2); err != nil {
-		return err
+	cmd := &cobra.Command{
+		Use:   "exec [flags] ID NODE [--] CMD...",
+		Short: "run a command as root of a node",
+		Long: "Runs CMD as root of NODE and exits with its exit code; its stdout and\n" +
+			"stderr are copied as they arrive. Without --, everything after NODE is the\n" +
+			"command, flags included.\n\n" +
+			"-t runs CMD on a pseudo-terminal, as labctl shell does (its output is one\n" +
+			"stream); -it also passes the keyboard through, for programs such as top\n" +
+			"or vi. Before the command, --timeout is the command's own (not labctl's).",
+		Example: "  labctl exec s-7f3a9c h1 -- ping -c1 10.0.2.10\n" +
+			"  labctl exec s-7f3a9c r1 ip -br addr\n" +
+			"  labctl exec -i s-7f3a9c h1 -- sh -c 'cat > /tmp/x' < x\n" +
+			"  labctl exec -it s-7f3a9c r1 -- top",
+		DisableFlagParsing: true,
+		ValidArgsFunction:  c.completeSandboxNodes,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, node, command, err := c.parseNodeCommand(cmd, args)
+			if err != nil || id == "" {
+				return err
+			}
+			switch {
+			case len(command) == 0:
+				return usagef(cmd, "no command given")
+			case timeout < 0:
+				return usagef(cmd, "--timeout must not be negative")
+			case ttyed && timeout > 0:
+				return usagef(cmd, "--timeout does not apply with -t; end the command with Ctrl-C")
+			case ttyed && dir != "":
+				return usagef(cmd, "-w does not apply with -t; use -- sh -c 'cd DIR && CMD'")
+			}
+			if ttyed {
+				s := shellSession{
+					start: &labsv1.ShellStart{Sandbox: id, Node: node, Command: command, Term: c.cfg.getenv("TERM")},
+					input: withStdin,
+					rows:  24, cols: 80,
+				}
+				if len(env) > 0 {
+					s.start.Env = env
+				}
+				return c.shell(cmd.Context(), s)
+			}
+			req := &labsv1.ExecRequest{Sandbox: id, Node: node, Command: command, WorkingDir: dir}
+			if len(env) > 0 {
+				req.Env = env
+			}
+			if timeout > 0 {
+				req.Timeout = durationpb.New(timeout)
+			}
+			return c.exec(cmd.Context(), req, withStdin)
+		},
 	}
-	if len(pos) != 2 {
-		return usageErr{cmd: "exec", msg: "exec: want ID NODE CMD"}
-	}
-	if len(command) == 0 {
-		return usageErr{cmd: "exec", msg: "exec: no command given"}
-	}
-	if *timeout < 0 {
-		return usageErr{cmd: "exec", msg: "exec: --timeout must not be negative"}
-	}
-	id, node := pos[0], pos[1]
-	op := fmt.Sprintf("exec in %s node %s", id, node)
+	fs := cmd.Flags()
+	fs.DurationVar(&timeout, "timeout", 0, "kill the command after this long (labd's default is 60s, at most 1h)")
+	fs.VarP(env, "env", "e", "set `KEY=VAL` in the command's environment (repeatable)")
+	fs.StringVarP(&dir, "workdir", "w", "", "working `DIR` inside the node (default /)")
+	fs.BoolVarP(&withStdin, "stdin", "i", false, "send labctl's stdin to the command (at most 1 MiB without -t)")
+	fs.BoolVarP(&ttyed, "tty", "t", false, "run the command on a pseudo-terminal; with -i, interactively")
+	return cmd
+}
 
-	req := &labsv1.ExecRequest{Sandbox: id, Node: node, Command: command, WorkingDir: *dir}
-	if len(env) > 0 {
-		req.Env = env
-	}
-	if *timeout > 0 {
-		req.Timeout = durationpb.New(*timeout)
-	}
-	if *withStdin {
+// exec runs req and exits with the command's exit code.
+func (c *cli) exec(ctx context.Context, req *labsv1.ExecRequest, withStdin bool) error {
+	op := fmt.Sprintf("exec in %s node %s", req.GetSandbox(), req.GetNode())
+	if withStdin {
 		b, err := io.ReadAll(io.LimitReader(c.stdin, maxStdin+1))
 		if err != nil {
 			return fmt.Errorf("%s: read stdin: %w", op, err)
@@ -77,13 +102,14 @@ func (c *cli) cmdExec(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	about := subject{sandbox: req.GetSandbox(), node: req.GetNode()}
 	// The stream lives until the exit status arrives or Ctrl-C cancels ctx;
 	// --timeout bounds unary calls only, the command has its own.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := client.Exec(ctx, req)
 	if err != nil {
-		return rpcError(op, err)
+		return rpcError(op, err).on(about)
 	}
 	for {
 		resp, err := stream.Recv()
@@ -91,7 +117,7 @@ func (c *cli) cmdExec(ctx context.Context, args []string) error {
 			return fmt.Errorf("%s: labd ended the stream without an exit status", op)
 		}
 		if err != nil {
-			return rpcError(op, err)
+			return rpcError(op, err).on(about)
 		}
 		switch ev := resp.GetEvent().(type) {
 		case *labsv1.ExecResponse_Stdout:
@@ -145,6 +171,8 @@ func (e envFlag) String() string {
 	}
 	return b.String()
 }
+
+func (e envFlag) Type() string { return "KEY=VAL" }
 
 func (e envFlag) Set(v string) error {
 	k, val, ok := strings.Cut(v, "=")

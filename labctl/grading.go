@@ -8,30 +8,43 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	labsv1 "nslab/proto/labs/v1"
 )
 
-// cmdCheck is "labctl check ID [EXERCISE]": it grades and exits 0 only when
+func (c *cli) checkCommand() *cobra.Command {
+	var (
+		out   output
+		ascii bool
+	)
+	cmd := &cobra.Command{
+		Use:   "check [flags] ID [EXERCISE]",
+		Short: "grade exercises; exit 1 unless all pass",
+		Long: "Grades EXERCISE, or every exercise of the sandbox's lab, and prints each\n" +
+			"check's outcome with what was seen and a hint when it failed. Exits 0\n" +
+			"when every exercise graded passed, else 1.",
+		Example: "  labctl check s-7f3a9c\n" +
+			"  labctl check s-7f3a9c follow-the-ttl\n" +
+			"  labctl check s-7f3a9c && echo all done",
+		Args:              rangeArgs(1, 2, "ID [EXERCISE]"),
+		ValidArgsFunction: c.completeSandboxes,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(cmd); err != nil {
+				return err
+			}
+			return c.check(cmd.Context(), args, out.format, ascii)
+		},
+	}
+	out.registerFormat(cmd.Flags(), "output format: table or json (the GradeResponse)")
+	cmd.Flags().BoolVar(&ascii, "ascii", false, "print PASS and FAIL instead of ✓ and ✗")
+	return cmd
+}
+
+// check is "labctl check ID [EXERCISE]": it grades and exits 0 only when
 // every exercise graded passed, so that "labctl check ID && next" works.
-func (c *cli) cmdCheck(ctx context.Context, args []string) error {
-	fs := c.newFlags("check", "check [-o json|table] [--ascii] ID [EXERCISE]\n\n"+
-		"Grades EXERCISE, or every exercise of the sandbox's lab, and prints each\n"+
-		"check's outcome. Exits 0 when every exercise graded passed, else 1.")
-	format := fs.String("o", "table", "output format: table or json (the GradeResponse)")
-	ascii := fs.Bool("ascii", false, "print PASS and FAIL instead of ✓ and ✗")
-	pos, _, err := fs.parse(args, -1)
-	if err != nil {
-		return err
-	}
-	if len(pos) < 1 || len(pos) > 2 {
-		return usageErr{cmd: "check", msg: "check: want ID [EXERCISE]"}
-	}
-	out := output{format: *format}
-	if err := out.check("check"); err != nil {
-		return err
-	}
+func (c *cli) check(ctx context.Context, pos []string, format string, ascii bool) error {
 	req := &labsv1.GradeRequest{Sandbox: pos[0]}
 	op := "grade sandbox " + pos[0]
 	if len(pos) == 2 {
@@ -46,12 +59,12 @@ func (c *cli) cmdCheck(ctx context.Context, args []string) error {
 	defer cancel()
 	resp, err := client.Grade(cctx, req)
 	if err != nil {
-		return rpcError(op, err)
+		return rpcError(op, err).on(subject{sandbox: req.GetSandbox(), exercise: req.GetExercise()})
 	}
-	if out.format == "json" {
+	if format == "json" {
 		err = c.printJSON(resp)
 	} else {
-		err = writeReports(c.stdout, resp.GetReports(), marks(*ascii))
+		err = writeReports(c.stdout, resp.GetReports(), marks(ascii))
 	}
 	if err != nil {
 		return err
@@ -167,40 +180,41 @@ func writeIndented(b *strings.Builder, prefix, text string) {
 	}
 }
 
-// cmdGrades is "labctl grades ID [EXERCISE]".
-func (c *cli) cmdGrades(ctx context.Context, args []string) error {
-	fs := c.newFlags("grades", "grades [-o json|table] ID [EXERCISE]\n\n"+
-		"Lists the grades stored for a sandbox, newest first.")
-	format := fs.String("o", "table", "output format: table or json")
-	pos, _, err := fs.parse(args, -1)
-	if err != nil {
-		return err
+func (c *cli) gradesCommand() *cobra.Command {
+	var out output
+	cmd := &cobra.Command{
+		Use:               "grades [-o json|table] ID [EXERCISE]",
+		Short:             "a sandbox's stored grades",
+		Long:              "Lists the grades stored for a sandbox, newest first.",
+		Example:           "  labctl grades s-7f3a9c\n  labctl grades -o json s-7f3a9c follow-the-ttl",
+		Args:              rangeArgs(1, 2, "ID [EXERCISE]"),
+		ValidArgsFunction: c.completeSandboxes,
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			if err := out.check(cmd); err != nil {
+				return err
+			}
+			req := &labsv1.ListGradesRequest{Sandbox: pos[0]}
+			if len(pos) == 2 {
+				req.Exercise = pos[1]
+			}
+			grades, err := c.listGrades(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if out.format == "json" {
+				return c.printJSON(&labsv1.ListGradesResponse{Grades: grades})
+			}
+			tw := newTable(c.stdout)
+			fmt.Fprintln(tw, "TIME\tEXERCISE\tSCORE\tPASSED")
+			for _, g := range grades {
+				fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\n", gradeTime(g.GetGradeTime()), orDash(g.GetExercise()),
+					g.GetScore(), g.GetMaxScore(), yesNo(g.GetPassed()))
+			}
+			return tw.Flush()
+		},
 	}
-	if len(pos) < 1 || len(pos) > 2 {
-		return usageErr{cmd: "grades", msg: "grades: want ID [EXERCISE]"}
-	}
-	out := output{format: *format}
-	if err := out.check("grades"); err != nil {
-		return err
-	}
-	req := &labsv1.ListGradesRequest{Sandbox: pos[0]}
-	if len(pos) == 2 {
-		req.Exercise = pos[1]
-	}
-	grades, err := c.listGrades(ctx, req)
-	if err != nil {
-		return err
-	}
-	if out.format == "json" {
-		return c.printJSON(&labsv1.ListGradesResponse{Grades: grades})
-	}
-	tw := newTable(c.stdout)
-	fmt.Fprintln(tw, "TIME\tEXERCISE\tSCORE\tPASSED")
-	for _, g := range grades {
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\n", gradeTime(g.GetGradeTime()), orDash(g.GetExercise()),
-			g.GetScore(), g.GetMaxScore(), yesNo(g.GetPassed()))
-	}
-	return tw.Flush()
+	out.registerFormat(cmd.Flags(), "output format: table or json")
+	return cmd
 }
 
 // listGrades follows the pages of ListGrades to the end.
@@ -219,7 +233,7 @@ func (c *cli) listGrades(ctx context.Context, req *labsv1.ListGradesRequest) ([]
 		resp, err := client.ListGrades(cctx, req)
 		cancel()
 		if err != nil {
-			return nil, rpcError(op, err)
+			return nil, rpcError(op, err).on(subject{sandbox: req.GetSandbox()})
 		}
 		all = append(all, resp.GetGrades()...)
 		if resp.GetNextPageToken() == "" {
@@ -246,24 +260,28 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-// cmdSolve is "labctl solve ID EXERCISE".
-func (c *cli) cmdSolve(ctx context.Context, args []string) error {
-	fs := c.newFlags("solve", "solve [-o json|table] ID EXERCISE\n\n"+
-		"Runs EXERCISE's reference solution in the sandbox and prints each step\n"+
-		"with its output. Exits 0 when every step succeeded, else 1.")
-	format := fs.String("o", "table", "output format: table or json (the SolveResponse)")
-	pos, _, err := fs.parse(args, -1)
-	if err != nil {
-		return err
+func (c *cli) solveCommand() *cobra.Command {
+	var out output
+	cmd := &cobra.Command{
+		Use:   "solve [-o json|table] ID EXERCISE",
+		Short: "run an exercise's reference solution",
+		Long: "Runs EXERCISE's reference solution in the sandbox and prints each step\n" +
+			"with its output. Exits 0 when every step succeeded, else 1.",
+		Example:           "  labctl solve s-7f3a9c follow-the-ttl",
+		Args:              exactArgs(2, "ID EXERCISE"),
+		ValidArgsFunction: c.completeSandboxes,
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			if err := out.check(cmd); err != nil {
+				return err
+			}
+			return c.solve(cmd.Context(), pos[0], pos[1], out.format)
+		},
 	}
-	if len(pos) != 2 {
-		return usageErr{cmd: "solve", msg: "solve: want ID EXERCISE"}
-	}
-	out := output{format: *format}
-	if err := out.check("solve"); err != nil {
-		return err
-	}
-	id, exercise := pos[0], pos[1]
+	out.registerFormat(cmd.Flags(), "output format: table or json (the SolveResponse)")
+	return cmd
+}
+
+func (c *cli) solve(ctx context.Context, id, exercise, format string) error {
 	op := fmt.Sprintf("solve exercise %s in %s", exercise, id)
 	client, err := c.gradingClient()
 	if err != nil {
@@ -273,9 +291,9 @@ func (c *cli) cmdSolve(ctx context.Context, args []string) error {
 	defer cancel()
 	resp, err := client.Solve(cctx, &labsv1.SolveRequest{Sandbox: id, Exercise: exercise})
 	if err != nil {
-		return rpcError(op, err)
+		return rpcError(op, err).on(subject{sandbox: id, exercise: exercise})
 	}
-	if out.format == "json" {
+	if format == "json" {
 		err = c.printJSON(resp)
 	} else {
 		err = writeSteps(c.stdout, resp.GetSteps())

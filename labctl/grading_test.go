@@ -201,7 +201,7 @@ func TestCheck(t *testing.T) {
 			args:       []string{"check", "s-1", "nope"},
 			reports:    sampleReports(),
 			wantCode:   1,
-			wantStderr: "labctl: grade exercise nope in s-1: exercise \"nope\" not found\n",
+			wantStderr: "labctl: grade exercise nope in s-1: exercise \"nope\" not found; `labctl status s-1` lists the exercises\n",
 		},
 		{
 			name:       "sandbox not ready",
@@ -429,7 +429,7 @@ func TestCapture(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := runCLI(t, cfg, "", "capture", "s-nope", "-w", path)
-		if r.code != 1 || r.stderr != "labctl: capture sandbox s-nope: sandbox \"s-nope\" not found\n" {
+		if r.code != 1 || r.stderr != "labctl: sandbox s-nope not found; `labctl ls` lists yours\n" {
 			t.Errorf("capture of a missing sandbox = %d, stderr %q", r.code, r.stderr)
 		}
 		if got, err := os.ReadFile(path); err != nil || string(got) != "keep" {

@@ -8,27 +8,34 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	labsv1 "nslab/proto/labs/v1"
 )
 
-// cmdLabs is "labctl labs [show LAB]".
-func (c *cli) cmdLabs(ctx context.Context, args []string) error {
-	if len(args) > 0 && args[0] == "show" {
-		return c.cmdLabsShow(ctx, args[1:])
-	}
-	fs := c.newFlags("labs", "labs [-o json|table] [-q]\n       labctl labs show [-o json|table] [-q] LAB")
+// labsCommands is "labctl labs" with "labs show" under it.
+func (c *cli) labsCommands() []*cobra.Command {
 	var out output
-	out.register(fs, "lab ids")
-	pos, _, err := fs.parse(args, -1)
-	if err != nil {
-		return err
+	labs := &cobra.Command{
+		Use:   "labs [-o json|table] [-q]",
+		Short: "list the labs",
+		Long:  "Lists the labs labd can build, grouped by topic, easiest first.",
+		Example: "  labctl labs\n" +
+			"  labctl labs -q",
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(cmd); err != nil {
+				return err
+			}
+			return c.labs(cmd.Context(), out)
+		},
 	}
-	if len(pos) > 0 {
-		return usageErr{cmd: "labs", msg: fmt.Sprintf("labs: unexpected argument %q", pos[0])}
-	}
-	if err := out.check("labs"); err != nil {
-		return err
-	}
+	out.register(labs.Flags(), "lab ids")
+	labs.AddCommand(c.labsShowCommand())
+	return []*cobra.Command{labs}
+}
+
+func (c *cli) labs(ctx context.Context, out output) error {
 	labs, err := c.listLabs(ctx)
 	if err != nil {
 		return err
@@ -115,45 +122,43 @@ func (c *cli) listLabs(ctx context.Context) ([]*labsv1.Lab, error) {
 	}
 }
 
-// cmdLabsShow is "labctl labs show LAB".
-func (c *cli) cmdLabsShow(ctx context.Context, args []string) error {
-	fs := c.newFlags("labs show", "labs show [-o json|table] [-q] LAB")
+func (c *cli) labsShowCommand() *cobra.Command {
 	var out output
-	out.register(fs, "node names")
-	pos, _, err := fs.parse(args, -1)
-	if err != nil {
-		return err
+	cmd := &cobra.Command{
+		Use:   "show [-o json|table] [-q] LAB",
+		Short: "a lab's topology, exercises, instructions",
+		Long: "Shows a lab: what it is about, its nodes and links, its exercises and\n" +
+			"their instructions. With a sandbox, labctl status shows the same\n" +
+			"exercises with your grades.",
+		Example: "  labctl labs show routed\n" +
+			"  labctl labs show -o json routed | jq '.exercises[].id'",
+		Args:              exactArgs(1, "exactly one LAB"),
+		ValidArgsFunction: c.completeLabs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(cmd); err != nil {
+				return err
+			}
+			lab, err := c.getLab(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			switch {
+			case out.quiet:
+				for _, n := range lab.GetNodes() {
+					fmt.Fprintln(c.stdout, n.GetName())
+				}
+				return nil
+			case out.format == "json":
+				return c.printJSON(lab)
+			}
+			return writeLab(c.stdout, lab, c.styleFor(c.stdout))
+		},
 	}
-	if len(pos) != 1 {
-		return usageErr{cmd: "labs show", msg: "labs show: want exactly one LAB"}
-	}
-	if err := out.check("labs show"); err != nil {
-		return err
-	}
-	client, err := c.labClient()
-	if err != nil {
-		return err
-	}
-	cctx, cancel := c.unary(ctx)
-	defer cancel()
-	resp, err := client.GetLab(cctx, &labsv1.GetLabRequest{Name: pos[0]})
-	if err != nil {
-		return rpcError("get lab "+pos[0], err)
-	}
-	lab := resp.GetLab()
-	switch {
-	case out.quiet:
-		for _, n := range lab.GetNodes() {
-			fmt.Fprintln(c.stdout, n.GetName())
-		}
-		return nil
-	case out.format == "json":
-		return c.printJSON(lab)
-	}
-	return writeLab(c.stdout, lab)
+	out.register(cmd.Flags(), "node names")
+	return cmd
 }
 
-func writeLab(w io.Writer, lab *labsv1.Lab) error {
+func writeLab(w io.Writer, lab *labsv1.Lab, st styles) error {
 	tw := newTable(w)
 	fmt.Fprintf(tw, "ID:\t%s\n", labID(lab))
 	fmt.Fprintf(tw, "Title:\t%s\n", orDash(lab.GetTitle()))
@@ -216,13 +221,53 @@ func writeLab(w io.Writer, lab *labsv1.Lab) error {
 	tw = newTable(w)
 	fmt.Fprintln(tw, "EXERCISE\tTITLE\tCHECKS\tPOINTS")
 	for _, ex := range lab.GetExercises() {
-		var points int32
-		for _, ch := range ex.GetChecks() {
-			points += ch.GetPoints()
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", ex.GetId(), orDash(ex.GetTitle()), len(ex.GetChecks()), points)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", ex.GetId(), orDash(ex.GetTitle()), len(ex.GetChecks()), exercisePoints(ex))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var b strings.Builder
+	for i, ex := range lab.GetExercises() {
+		b.WriteByte('\n')
+		writeExercise(&b, i, len(lab.GetExercises()), ex, "", st)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func exercisePoints(ex *labsv1.Exercise) int32 {
+	var points int32
+	for _, ch := range ex.GetChecks() {
+		points += ch.GetPoints()
+	}
+	return points
+}
+
+// writeExercise writes an exercise's heading (with its status in a
+// sandbox, when known) and its instructions rendered for the terminal:
+//
+//	Exercise 1 of 3: Follow a packet hop by hop (follow-the-ttl, 4 points)
+//	──────────────────────────────────────────────────────────────────────
+//	  h1 (10.0.1.10) and h2 (10.0.2.10) are on different subnets...
+func writeExercise(b *strings.Builder, i, n int, ex *labsv1.Exercise, status string, st styles) {
+	title := fmt.Sprintf("Exercise %d of %d: %s", i+1, n, orDash(ex.GetTitle()))
+	meta := fmt.Sprintf("(%s, %s)", ex.GetId(), plural(int(exercisePoints(ex)), "point"))
+	if st.on {
+		fmt.Fprintf(b, "%s %s", st.bold(st.underline(title)), st.dim(meta))
+	} else {
+		fmt.Fprintf(b, "%s %s", title, meta)
+	}
+	if status != "" {
+		b.WriteString("  " + status)
+	}
+	b.WriteByte('\n')
+	if !st.on {
+		b.WriteString(strings.Repeat("-", width(title)+1+width(meta)) + "\n")
+	}
+	if text := strings.TrimSpace(ex.GetInstructions()); text != "" {
+		b.WriteByte('\n')
+		b.WriteString(renderMarkdown(text, "  ", st))
+	}
 }
 
 func labID(l *labsv1.Lab) string {

@@ -3,14 +3,14 @@
 //
 // Output that scripts read goes to stdout (ids, tables, JSON); progress and
 // diagnostics go to stderr. Exit codes: 0 success, 1 a failed operation,
-// 2 a usage error; exec exits with the remote command's code.
+// 2 a usage error, 130 interrupted; exec and shell exit with the remote
+// command's code.
 package main
 
 import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -20,6 +20,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -39,14 +41,17 @@ const (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP too: a closed terminal must end a shell session (and restore
+	// what is left of the terminal) rather than leave it to the kernel.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Stdin, config{})
 	stop()
 	os.Exit(code)
 }
 
 // config is what run takes from its surroundings. The zero value means the
-// real ones; tests replace the dialer (bufconn), the environment and the clock.
+// real ones; tests replace the dialer (bufconn), the environment, the clock
+// and the terminal.
 type config struct {
 	// dial connects to labd at the --addr value; nil means dialAddr.
 	dial func(addr string) (*grpc.ClientConn, error)
@@ -54,6 +59,13 @@ type config struct {
 	getenv func(string) string
 	// now is the clock ages are computed against; nil means time.Now.
 	now func() time.Time
+	// terminal says whether stdout or stderr is a terminal a person
+	// watches (colour, progress, start's rich output); nil means a real
+	// tty check. Raw mode and window sizes always use the real stdin.
+	terminal func(io.Writer) bool
+	// winch delivers window size changes during a shell session; nil
+	// means SIGWINCH.
+	winch <-chan os.Signal
 }
 
 // run executes one labctl invocation and returns its exit code.
@@ -67,12 +79,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, stdin io.
 	if cfg.now == nil {
 		cfg.now = time.Now
 	}
+	if cfg.terminal == nil {
+		cfg.terminal = func(w io.Writer) bool { return isTTY(w) }
+	}
 	if stdin == nil {
 		stdin = strings.NewReader("")
 	}
+	if args == nil {
+		args = []string{} // cobra reads os.Args when given nil
+	}
 	c := &cli{stdout: stdout, stderr: stderr, stdin: stdin, cfg: cfg}
 	defer c.close()
-	return c.exitCode(ctx, c.dispatch(ctx, args))
+	root := c.rootCommand()
+	root.SetArgs(args)
+	_, err := root.ExecuteContextC(ctx)
+	return c.exitCode(ctx, err)
 }
 
 // cli is the state of one invocation.
@@ -86,96 +107,202 @@ type cli struct {
 	conn    *grpc.ClientConn
 }
 
-func (c *cli) dispatch(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("labctl", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+// group is a heading of the root help and the commands under it.
+type group struct {
+	title    string
+	commands []*cobra.Command
+}
+
+// rootCommand builds the command tree of one invocation; nothing of it is
+// package state, so that tests may run invocations in parallel.
+func (c *cli) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "labctl",
+		Short: "the nslab learner's CLI",
+		Long: "labctl drives nslab: start a lab's sandbox, work inside its nodes and\n" +
+			"check your work.",
+		Example: "  ID=$(labctl start routed)   # create a sandbox, keep its id\n" +
+			"  labctl topo $ID             # what is linked to what\n" +
+			"  labctl shell $ID h1         # a shell on node h1\n" +
+			"  labctl check $ID            # grade your work\n" +
+			"  labctl stop $ID",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageErr{msg: "no command given"}
+			}
+			msg := fmt.Sprintf("unknown command %q", args[0])
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
+			}
+			return usageErr{msg: msg}
+		},
+		RunE:                  func(*cobra.Command, []string) error { return nil },
+		SilenceErrors:         true,
+		SilenceUsage:          true,
+		DisableFlagsInUseLine: true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			return c.checkGlobals()
+		},
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.SetOut(c.stdout)
+	root.SetErr(c.stderr)
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		if cmd == cmd.Root() {
+			return usageErr{msg: err.Error()}
+		}
+		return usagef(cmd, "%s", err)
+	})
+
 	addr := defaultAddr
 	if v := c.cfg.getenv(addrEnv); v != "" {
 		addr = v
 	}
-	fs.StringVar(&c.addr, "addr", addr, "")
-	fs.DurationVar(&c.timeout, "timeout", defaultTimeout, "")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			c.usage(c.stdout)
-			return nil
-		}
-		return usageErr{msg: err.Error()}
+	pf := root.PersistentFlags()
+	pf.StringVar(&c.addr, "addr", addr, "where labd listens (`ADDR`: unix:///path, unix:path or host:port; $"+addrEnv+")")
+	pf.DurationVar(&c.timeout, "timeout", defaultTimeout, "bound each call but streams (exec, shell, capture) to `DURATION`; 0: none")
+
+	groups := []group{
+		{"Labs", c.labsCommands()},
+		{"Sandboxes", []*cobra.Command{c.startCommand(), c.lsCommand(), c.showCommand(), c.topoCommand(), c.statusCommand(), c.stopCommand()}},
+		{"Inside a sandbox", []*cobra.Command{c.shellCommand(), c.execCommand(), c.captureCommand(), c.xdpCommand()}},
+		{"Grading", []*cobra.Command{c.checkCommand(), c.gradesCommand(), c.solveCommand()}},
+		{"Other", []*cobra.Command{c.completionCommand(root)}},
 	}
+	for _, g := range groups {
+		for _, cmd := range g.commands {
+			if cmd.Parent() == nil {
+				root.AddCommand(cmd)
+			}
+		}
+	}
+	var prepare func(*cobra.Command)
+	prepare = func(cmd *cobra.Command) {
+		cmd.DisableFlagsInUseLine = true // each Use spells out its own
+		cmd.SuggestionsMinimumDistance = 2
+		for _, sub := range cmd.Commands() {
+			prepare(sub)
+		}
+	}
+	prepare(root)
+	help := c.helpCommand(root)
+	root.SetHelpCommand(help)
+	groups[len(groups)-1].commands = append(groups[len(groups)-1].commands, help)
+
+	root.SetHelpTemplate(helpTemplate)
+	commandHelp := root.HelpFunc()
+	root.SetHelpFunc(func(cmd *cobra.Command, args []string) {
+		if cmd == root {
+			c.rootHelp(cmd.OutOrStdout(), root, groups)
+			return
+		}
+		commandHelp(cmd, args)
+	})
+	return root
+}
+
+// listChildrenOnly in a command's Annotations lists its subcommands in
+// the root help instead of itself.
+const listChildrenOnly = "labctl/list-children-only"
+
+// helpTemplate is every command's --help: usage first, as before cobra.
+const helpTemplate = `Usage: {{.UseLine}}
+{{with .Long}}
+{{. | trimTrailingWhitespaces}}
+{{end}}{{if .HasAvailableSubCommands}}
+Commands:{{range .Commands}}{{if .IsAvailableCommand}}
+  {{rpad .Name .NamePadding}}  {{.Short}}{{end}}{{end}}
+{{end}}{{if .HasExample}}
+Examples:
+{{.Example}}
+{{end}}{{if .HasAvailableLocalFlags}}
+Flags:
+{{.LocalFlags.FlagUsages | trimTrailingWhitespaces}}
+{{end}}{{if .HasAvailableInheritedFlags}}
+Global flags:
+{{.InheritedFlags.FlagUsages | trimTrailingWhitespaces}}
+{{end}}`
+
+// rootHelp lists every command, subcommands included, with its synopsis.
+func (c *cli) rootHelp(w io.Writer, root *cobra.Command, groups []group) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n\nUsage: labctl [--addr ADDR] [--timeout DURATION] COMMAND [ARGS]\n", root.Long)
+	// One column for every group, so the descriptions line up throughout.
+	type row struct{ synopsis, short string }
+	rows := make([][]row, len(groups))
+	col := 0
+	for i, g := range groups {
+		for _, cmd := range g.commands {
+			list := []*cobra.Command{cmd}
+			if cmd.Annotations[listChildrenOnly] != "" {
+				list = nil // xdp: attach and detach are what there is to run
+			}
+			for _, cmd := range append(list, cmd.Commands()...) {
+				if cmd.IsAvailableCommand() || cmd.Name() == "help" {
+					syn := strings.TrimPrefix(cmd.UseLine(), root.Name()+" ")
+					rows[i] = append(rows[i], row{syn, cmd.Short})
+					col = max(col, width(syn))
+				}
+			}
+		}
+	}
+	for i, g := range groups {
+		fmt.Fprintf(&b, "\n%s:\n", g.title)
+		for _, r := range rows[i] {
+			fmt.Fprintf(&b, "  %s   %s\n", pad(r.synopsis, width(r.synopsis), col), r.short)
+		}
+	}
+	fmt.Fprintf(&b, "\nGlobal flags:\n%s\n", strings.TrimRight(root.PersistentFlags().FlagUsages(), "\n"))
+	fmt.Fprintf(&b, "\nExamples:\n%s\n", root.Example)
+	b.WriteString(`
+Exit codes: 0 ok, 1 failure, 2 usage error, 130 interrupted (Ctrl-C);
+exec and shell exit with the remote command's code.
+
+IDs may be bare (s-7f3a9c) or resource names (sandboxes/s-7f3a9c, labs/routed).
+Run 'labctl COMMAND --help' for a command's flags and examples.
+`)
+	io.WriteString(w, b.String())
+}
+
+// helpCommand is "labctl help [COMMAND...]"; unlike cobra's it fails on
+// an unknown topic.
+func (c *cli) helpCommand(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:                   "help [COMMAND]",
+		DisableFlagsInUseLine: true,
+		Short:                 "this help, or a command's",
+		Example:               "  labctl help\n  labctl help exec\n  labctl help labs show",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target, rest, err := root.Find(args)
+			if err != nil || (len(args) > 0 && target == root) || len(rest) > 0 {
+				return usageErr{cmd: "help", msg: fmt.Sprintf("help: unknown command %q", strings.Join(args, " "))}
+			}
+			target.InitDefaultHelpFlag()
+			return target.Help()
+		},
+		ValidArgsFunction: func(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			var names []cobra.Completion
+			for _, sub := range root.Commands() {
+				if sub.IsAvailableCommand() {
+					names = append(names, cobra.CompletionWithDesc(sub.Name(), sub.Short))
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
+	}
+}
+
+// checkGlobals validates --addr and --timeout: a bad value is a usage
+// error, found before anything is sent.
+func (c *cli) checkGlobals() error {
 	if c.timeout < 0 {
 		return usageErr{msg: "--timeout must not be negative"}
 	}
 	if _, _, err := parseAddr(c.addr); err != nil {
 		return usageErr{msg: "--addr: " + err.Error()}
 	}
-	rest := fs.Args()
-	if len(rest) == 0 {
-		return usageErr{msg: "no command given"}
-	}
-	cmd, rest := rest[0], rest[1:]
-	switch cmd {
-	case "labs":
-		return c.cmdLabs(ctx, rest)
-	case "start":
-		return c.cmdStart(ctx, rest)
-	case "ls":
-		return c.cmdLs(ctx, rest)
-	case "show":
-		return c.cmdShow(ctx, rest)
-	case "exec":
-		return c.cmdExec(ctx, rest)
-	case "stop":
-		return c.cmdStop(ctx, rest)
-	case "check":
-		return c.cmdCheck(ctx, rest)
-	case "grades":
-		return c.cmdGrades(ctx, rest)
-	case "solve":
-		return c.cmdSolve(ctx, rest)
-	case "capture":
-		return c.cmdCapture(ctx, rest)
-	case "xdp":
-		return c.cmdXDP(ctx, rest)
-	case "help":
-		if len(rest) > 0 && rest[0] != "help" {
-			// "labctl help exec" is "labctl exec -h".
-			return c.dispatch(ctx, []string{rest[0], "-h"})
-		}
-		c.usage(c.stdout)
-		return nil
-	default:
-		return usageErr{msg: fmt.Sprintf("unknown command %q", cmd)}
-	}
+	return nil
 }
-
-const usageText = `Usage: labctl [--addr ADDR] [--timeout DURATION] COMMAND [ARGS]
-
-Commands:
-  labs [-o json|table] [-q]              list the labs
-  labs show [-o json|table] [-q] LAB     show a lab's topology and exercises
-  start LAB                              create a sandbox; prints only its id
-  ls [-o json|table] [-q]                list the sandboxes
-  show [-o json|table] [-q] ID           show a sandbox's nodes and links
-  exec [FLAGS] ID NODE [--] CMD [ARG...] run a command as root of a node
-  stop [-v] ID [ID...]                   delete sandboxes
-  check [FLAGS] ID [EXERCISE]            grade exercises; exits 1 unless all pass
-  grades [-o json|table] ID [EXERCISE]   list a sandbox's stored grades
-  solve [-o json|table] ID EXERCISE      run an exercise's reference solution
-  capture [FLAGS] ID                     write the sandbox's packets as pcapng
-  xdp attach|detach ID NODE IFACE [OBJ] load a learner's XDP object on a node (labd loads BPF)
-  help [COMMAND]                         show this help or a command's
-
-Global flags (before the command):
-  --addr ADDR          labd address: unix:///path, unix:path or host:port
-                       (default $LABCTL_ADDR, else unix:///run/nslab/labd.sock)
-  --timeout DURATION   deadline of each call except exec and capture
-                       (default 2m; 0: none)
-
-IDs may be bare (s-7f3a9c) or resource names (sandboxes/s-7f3a9c, labs/routed).
-Run 'labctl COMMAND -h' for a command's flags.
-`
-
-func (c *cli) usage(w io.Writer) { fmt.Fprint(w, usageText) }
 
 // Errors that decide the exit code.
 type (
@@ -186,12 +313,19 @@ type (
 	}
 	// rpcErr is a failed call: "labctl: <op>: <status message>", exit 1.
 	rpcErr struct {
-		op  string
-		err error
+		op    string
+		err   error
+		about subject
 	}
 	// exitCode ends labctl with code, having printed what there was to say.
 	exitCode int
 )
+
+// subject is what a call named, so that NotFound can say which of them is
+// missing and where to look for the right name.
+type subject struct {
+	sandbox, node, lab, exercise string
+}
 
 func (e usageErr) Error() string { return e.msg }
 func (e *rpcErr) Error() string {
@@ -200,7 +334,55 @@ func (e *rpcErr) Error() string {
 func (e *rpcErr) Unwrap() error  { return e.err }
 func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
-func rpcError(op string, err error) error { return &rpcErr{op: op, err: err} }
+func rpcError(op string, err error) *rpcErr { return &rpcErr{op: op, err: err} }
+
+// on records what the failed call named.
+func (e *rpcErr) on(s subject) *rpcErr {
+	e.about = s
+	return e
+}
+
+// usagef is a usage error of cmd: "labctl <cmd>: <msg>" and a pointer to
+// its help.
+func usagef(cmd *cobra.Command, format string, args ...any) error {
+	name := commandName(cmd)
+	return usageErr{cmd: name, msg: name + ": " + fmt.Sprintf(format, args...)}
+}
+
+// commandName is cmd's path without "labctl ": "labs show".
+func commandName(cmd *cobra.Command) string {
+	return strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
+}
+
+// Positional argument checks that fail as usage errors.
+func exactArgs(n int, want string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef(cmd, "want %s", want)
+		}
+		return nil
+	}
+}
+
+func rangeArgs(lo, hi int, want string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < lo || (hi >= 0 && len(args) > hi) {
+			return usagef(cmd, "want %s", want)
+		}
+		return nil
+	}
+}
+
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		msg := fmt.Sprintf("unexpected argument %q", args[0])
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
+		}
+		return usagef(cmd, "%s", msg)
+	}
+	return nil
+}
 
 // exitCode prints err the way users and scripts expect and maps it to an
 // exit code.
@@ -218,7 +400,7 @@ func (c *cli) exitCode(ctx context.Context, err error) int {
 	case errors.As(err, &usage):
 		fmt.Fprintf(c.stderr, "labctl: %s\n", usage.msg)
 		if usage.cmd != "" {
-			fmt.Fprintf(c.stderr, "Run 'labctl %s -h' for usage.\n", usage.cmd)
+			fmt.Fprintf(c.stderr, "Run 'labctl %s --help' for usage.\n", usage.cmd)
 		} else {
 			fmt.Fprintln(c.stderr, "Run 'labctl help' for usage.")
 		}
@@ -232,7 +414,7 @@ func (c *cli) exitCode(ctx context.Context, err error) int {
 }
 
 // report prints a failed operation, with any field violations the server
-// attached, and a hint when labd cannot be reached.
+// attached, and a hint when labd cannot be reached or a name is wrong.
 func (c *cli) report(ctx context.Context, err error) {
 	var re *rpcErr
 	if !errors.As(err, &re) {
@@ -243,6 +425,15 @@ func (c *cli) report(ctx context.Context, err error) {
 	if st.Code() == codes.Canceled && ctx.Err() != nil {
 		fmt.Fprintf(c.stderr, "labctl: %s: interrupted\n", re.op)
 		return
+	}
+	if st.Code() == codes.NotFound {
+		if hint := notFound(re.about, st.Message()); hint != "" {
+			if re.about.exercise != "" && strings.HasPrefix(hint, st.Message()) {
+				hint = re.op + ": " + hint
+			}
+			fmt.Fprintf(c.stderr, "labctl: %s\n", hint)
+			return
+		}
 	}
 	fmt.Fprintf(c.stderr, "labctl: %s: %s\n", re.op, st.Message())
 	switch st.Code() {
@@ -259,6 +450,25 @@ func (c *cli) report(ctx context.Context, err error) {
 	case codes.Unavailable:
 		fmt.Fprintf(c.stderr, "labctl: is labd running and listening on %s? (--addr or $%s)\n", c.addr, addrEnv)
 	}
+}
+
+// notFound says which name of s labd did not find, and which command
+// lists the right ones; "" when the message does not tell.
+func notFound(s subject, msg string) string {
+	id := lastSegment(s.sandbox)
+	mentions := func(word string) bool { return strings.Contains(msg, word) }
+	switch {
+	case s.node != "" && mentions("node"):
+		return fmt.Sprintf("node %s not found in sandbox %s; `labctl show %s` lists its nodes", s.node, id, id)
+	case s.exercise != "" && mentions("exercise"):
+		// labd's message names the exercises there are; keep it.
+		return fmt.Sprintf("%s; `labctl status %s` lists the exercises", msg, id)
+	case s.lab != "" && mentions("lab"):
+		return fmt.Sprintf("lab %s not found; `labctl labs` lists them", lastSegment(s.lab))
+	case s.sandbox != "" && mentions("sandbox") && !mentions("node") && !mentions("exercise"):
+		return fmt.Sprintf("sandbox %s not found; `labctl ls` lists yours", id)
+	}
+	return ""
 }
 
 // dialAddr connects to labd. Unix sockets are local and protected by file
@@ -344,37 +554,49 @@ func (c *cli) unary(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, c.timeout)
 }
 
-// flags is a subcommand's flag set and what its -h prints.
-type flags struct {
-	*flag.FlagSet
-	synopsis string
-	help     io.Writer
+// getSandbox is GetSandbox bounded by --timeout.
+func (c *cli) getSandbox(ctx context.Context, id string) (*labsv1.Sandbox, error) {
+	client, err := c.sandboxClient()
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := c.unary(ctx)
+	defer cancel()
+	resp, err := client.GetSandbox(cctx, &labsv1.GetSandboxRequest{Name: id})
+	if err != nil {
+		return nil, rpcError("get sandbox "+id, err).on(subject{sandbox: id})
+	}
+	return resp.GetSandbox(), nil
 }
 
-func (c *cli) newFlags(name, synopsis string) *flags {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {} // errors are reported by exitCode, help by parse
-	return &flags{FlagSet: fs, synopsis: synopsis, help: c.stdout}
+// getLab is GetLab bounded by --timeout.
+func (c *cli) getLab(ctx context.Context, name string) (*labsv1.Lab, error) {
+	client, err := c.labClient()
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := c.unary(ctx)
+	defer cancel()
+	resp, err := client.GetLab(cctx, &labsv1.GetLabRequest{Name: name})
+	if err != nil {
+		return nil, rpcError("get lab "+name, err).on(subject{lab: name})
+	}
+	return resp.GetLab(), nil
 }
 
-// parse parses args, allowing flags before, between and after positional
-// arguments (labctl show ID -o json). It stops after max positionals
-// (max < 0: no limit) and returns what follows unparsed; "--" ends flag
-// parsing. -h prints the command's usage to stdout and ends labctl with 0.
-func (f *flags) parse(args []string, max int) (pos, rest []string, err error) {
+// parseInterspersed parses args against fs, allowing flags before, between
+// and after positional arguments (labctl exec ID -w /tmp NODE ...). It
+// stops after max positionals (max < 0: no limit) and returns what follows
+// unparsed, so that a command's own flags are not taken for labctl's; "--"
+// ends flag parsing.
+func parseInterspersed(fs *pflag.FlagSet, args []string, max int) (pos, rest []string, err error) {
+	fs.SetInterspersed(false)
 	for max < 0 || len(pos) < max {
-		if err := f.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprintf(f.help, "Usage: labctl %s\n", f.synopsis)
-				f.SetOutput(f.help)
-				f.PrintDefaults()
-				return nil, nil, exitCode(0)
-			}
-			return nil, nil, usageErr{cmd: f.Name(), msg: fmt.Sprintf("%s: %s", f.Name(), err)}
+		if err := fs.Parse(args); err != nil {
+			return nil, nil, err
 		}
-		left := f.Args()
-		if n := len(args) - len(left); n > 0 && args[n-1] == "--" {
+		left := fs.Args()
+		if fs.ArgsLenAtDash() >= 0 {
 			if max >= 0 && len(pos)+len(left) > max {
 				k := max - len(pos)
 				return append(pos, left[:k]...), left[k:], nil
@@ -395,19 +617,23 @@ type output struct {
 	quiet  bool
 }
 
-func (o *output) register(fs *flags, quietWhat string) {
-	fs.StringVar(&o.format, "o", "table", "output format: table or json")
-	fs.BoolVar(&o.quiet, "q", false, "print only "+quietWhat+", one per line")
+func (o *output) register(fs *pflag.FlagSet, quietWhat string) {
+	o.registerFormat(fs, "output format: table or json")
+	fs.BoolVarP(&o.quiet, "quiet", "q", false, "print only "+quietWhat+", one per line")
 }
 
-func (o *output) check(cmd string) error {
+func (o *output) registerFormat(fs *pflag.FlagSet, usage string) {
+	fs.StringVarP(&o.format, "output", "o", "table", usage)
+}
+
+func (o *output) check(cmd *cobra.Command) error {
 	switch o.format {
 	case "table", "json":
 	default:
-		return usageErr{cmd: cmd, msg: fmt.Sprintf("%s: unknown output format %q (want json or table)", cmd, o.format)}
+		return usagef(cmd, "unknown output format %q (want json or table)", o.format)
 	}
 	if o.quiet && o.format == "json" {
-		return usageErr{cmd: cmd, msg: fmt.Sprintf("%s: -q and -o json exclude each other", cmd)}
+		return usagef(cmd, "-q and -o json exclude each other")
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"path/filepath"
 	"regexp"
@@ -185,6 +186,14 @@ func (f *fakeLabd) register(s *grpc.Server) {
 // The dialer records the --addr it was given.
 func serve(t *testing.T, f *fakeLabd) (config, *string) {
 	t.Helper()
+	cfg, dialed, _ := serveServer(t, f)
+	return cfg, dialed
+}
+
+// serveServer is serve that also returns the server, for tests that stop
+// it under a running command.
+func serveServer(t *testing.T, f *fakeLabd) (config, *string, *grpc.Server) {
+	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
 	f.register(srv)
@@ -198,10 +207,11 @@ func serve(t *testing.T, f *fakeLabd) (config, *string) {
 				grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
 				grpc.WithTransportCredentials(insecure.NewCredentials()))
 		},
-		getenv: func(string) string { return "" },
-		now:    func() time.Time { return testNow },
+		getenv:   func(string) string { return "" },
+		now:      func() time.Time { return testNow },
+		terminal: func(io.Writer) bool { return false },
 	}
-	return cfg, &dialed
+	return cfg, &dialed, srv
 }
 
 type result struct {
@@ -563,7 +573,7 @@ func TestErrors(t *testing.T) {
 			name:       "not found",
 			err:        status.Error(codes.NotFound, `sandbox "s-nope" not found`),
 			args:       []string{"show", "s-nope"},
-			wantStderr: "labctl: get sandbox s-nope: sandbox \"s-nope\" not found\n",
+			wantStderr: "labctl: sandbox s-nope not found; `labctl ls` lists yours\n",
 		},
 		{
 			name:       "field violations",
@@ -575,7 +585,7 @@ func TestErrors(t *testing.T) {
 			name:       "exec rpc error",
 			err:        status.Error(codes.NotFound, `node "h9" not found`),
 			args:       []string{"exec", "s-1", "h9", "true"},
-			wantStderr: "labctl: exec in s-1 node h9: node \"h9\" not found\n",
+			wantStderr: "labctl: node h9 not found in sandbox s-1; `labctl show s-1` lists its nodes\n",
 		},
 		{
 			name:       "list",

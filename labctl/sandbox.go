@@ -4,39 +4,54 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	labsv1 "nslab/proto/labs/v1"
 )
 
-// cmdStart is "labctl start LAB". Its stdout is the new sandbox's id and
-// nothing else, so that ID=$(labctl start routed) works.
-func (c *cli) cmdStart(ctx context.Context, args []string) error {
-	fs := c.newFlags("start", "start LAB\n\nCreates a sandbox from LAB, waits until it is ready and prints its id.")
-	pos, _, err := fs.parse(args, -1)
-	if err != nil {
-		return err
+func (c *cli) startCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "start LAB",
+		Short: "create a sandbox; prints its id",
+		Long: "Creates a sandbox from LAB and waits until it is ready. When stdout is\n" +
+			"not a terminal labctl prints only the sandbox's id, for scripts; on a\n" +
+			"terminal it shows progress, then the id, the topology and the first\n" +
+			"exercise.",
+		Example: "  labctl start routed\n" +
+			"  ID=$(labctl start routed)",
+		Args:              exactArgs(1, "exactly one LAB"),
+		ValidArgsFunction: c.completeLabs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.start(cmd.Context(), args[0])
+		},
 	}
-	if len(pos) != 1 {
-		return usageErr{cmd: "start", msg: "start: want exactly one LAB"}
-	}
-	lab := pos[0]
+}
+
+// start is "labctl start LAB". Unless a person watches stdout it prints
+// the new sandbox's id and nothing else, so that ID=$(labctl start routed)
+// works.
+func (c *cli) start(ctx context.Context, lab string) error {
 	client, err := c.sandboxClient()
 	if err != nil {
 		return err
 	}
-	progress := progressWriter(c.stderr)
-	fmt.Fprintf(progress, "labctl: creating a sandbox from %s...\n", lab)
+	var spin *spinner
+	if c.cfg.terminal(c.stderr) {
+		spin = startSpinner(c.stderr, "creating a sandbox from "+lastSegment(lab), c.cfg.now)
+	}
 	began := c.cfg.now()
 	cctx, cancel := c.unary(ctx)
 	defer cancel()
 	resp, err := client.CreateSandbox(cctx, &labsv1.CreateSandboxRequest{Lab: lab})
+	if spin != nil {
+		spin.end()
+	}
 	if err != nil {
-		return rpcError("start lab "+lab, err)
+		return rpcError("start lab "+lab, err).on(subject{lab: lab})
 	}
 	sb := resp.GetSandbox()
 	id := sandboxID(sb)
@@ -46,38 +61,72 @@ func (c *cli) cmdStart(ctx context.Context, args []string) error {
 	case sb.GetState() == labsv1.Sandbox_STATE_FAILED:
 		return fmt.Errorf("start lab %s: sandbox %s failed: %s", lab, id, orDash(sb.GetFailureReason()))
 	}
-	fmt.Fprintf(progress, "labctl: sandbox %s is %s (%d nodes, %s)\n", id, stateName(sb.GetState()),
-		len(sb.GetNodes()), c.cfg.now().Sub(began).Round(100*time.Millisecond))
-	_, err = fmt.Fprintln(c.stdout, id)
+	if spin != nil {
+		st := c.styleFor(c.stderr)
+		fmt.Fprintf(c.stderr, "%s sandbox %s is %s (%s, %s)\n", st.green("✓"), id, stateName(sb.GetState()),
+			plural(len(sb.GetNodes()), "node"), c.cfg.now().Sub(began).Round(100*time.Millisecond))
+	}
+	if !c.cfg.terminal(c.stdout) {
+		_, err = fmt.Fprintln(c.stdout, id)
+		return err
+	}
+	return c.welcome(ctx, sb, lab)
+}
+
+// welcome is what start shows a person: the id, the topology, the first
+// exercise and what to do next. The sandbox exists by now, so a failure to
+// read its lab is a warning, not a failed start.
+func (c *cli) welcome(ctx context.Context, sb *labsv1.Sandbox, lab string) error {
+	st := c.styleFor(c.stdout)
+	id := sandboxID(sb)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n\n", id)
+	if err := writeTopo(&b, sb, st); err != nil {
+		return err
+	}
+	if sb.GetLab() != "" {
+		lab = sb.GetLab()
+	}
+	l, err := c.getLab(ctx, lab)
+	if err != nil {
+		c.report(ctx, err)
+	} else if exs := l.GetExercises(); len(exs) > 0 {
+		b.WriteString("\n")
+		writeExercise(&b, 0, len(exs), exs[0], "", st)
+	}
+	first := "NODE"
+	if len(sb.GetNodes()) > 0 {
+		first = sb.GetNodes()[0].GetName()
+	}
+	tw := newTable(&b)
+	fmt.Fprintf(tw, "\nNext:\tlabctl shell %s %s\t%s\n", id, first, st.dim("# a shell on "+first))
+	fmt.Fprintf(tw, "\tlabctl status %s\t%s\n", id, st.dim("# every exercise and your progress"))
+	fmt.Fprintf(tw, "\tlabctl check %s\t%s\n", id, st.dim("# grade your work"))
+	fmt.Fprintf(tw, "\tlabctl stop %s\t%s\n", id, st.dim("# when you are done"))
+	tw.Flush()
+	_, err = io.WriteString(c.stdout, b.String())
 	return err
 }
 
-// progressWriter is stderr when a person watches it, else nothing: scripts
-// that capture stderr want diagnostics, not chatter.
-func progressWriter(stderr io.Writer) io.Writer {
-	if f, ok := stderr.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			return stderr
-		}
+func (c *cli) lsCommand() *cobra.Command {
+	var out output
+	cmd := &cobra.Command{
+		Use:     "ls [-o json|table] [-q]",
+		Short:   "list your sandboxes",
+		Example: "  labctl ls\n  labctl ls -q | xargs labctl stop",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(cmd); err != nil {
+				return err
+			}
+			return c.ls(cmd.Context(), out)
+		},
 	}
-	return io.Discard
+	out.register(cmd.Flags(), "sandbox ids")
+	return cmd
 }
 
-// cmdLs is "labctl ls".
-func (c *cli) cmdLs(ctx context.Context, args []string) error {
-	fs := c.newFlags("ls", "ls [-o json|table] [-q]")
-	var out output
-	out.register(fs, "sandbox ids")
-	pos, _, err := fs.parse(args, -1)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usageErr{cmd: "ls", msg: fmt.Sprintf("ls: unexpected argument %q", pos[0])}
-	}
-	if err := out.check("ls"); err != nil {
-		return err
-	}
+func (c *cli) ls(ctx context.Context, out output) error {
 	sandboxes, err := c.listSandboxes(ctx)
 	if err != nil {
 		return err
@@ -129,42 +178,38 @@ func (c *cli) listSandboxes(ctx context.Context) ([]*labsv1.Sandbox, error) {
 	}
 }
 
-// cmdShow is "labctl show ID".
-func (c *cli) cmdShow(ctx context.Context, args []string) error {
-	fs := c.newFlags("show", "show [-o json|table] [-q] ID")
+func (c *cli) showCommand() *cobra.Command {
 	var out output
-	out.register(fs, "node names")
-	pos, _, err := fs.parse(args, -1)
-	if err != nil {
-		return err
+	cmd := &cobra.Command{
+		Use:   "show [-o json|table] [-q] ID",
+		Short: "a sandbox's nodes, interfaces and links",
+		Example: "  labctl show s-7f3a9c\n" +
+			"  labctl show -q s-7f3a9c          # node names\n" +
+			"  labctl show -o json s-7f3a9c | jq '.nodes[].name'",
+		Args:              exactArgs(1, "exactly one sandbox ID"),
+		ValidArgsFunction: c.completeSandboxes,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(cmd); err != nil {
+				return err
+			}
+			sb, err := c.getSandbox(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			switch {
+			case out.quiet:
+				for _, n := range sb.GetNodes() {
+					fmt.Fprintln(c.stdout, n.GetName())
+				}
+				return nil
+			case out.format == "json":
+				return c.printJSON(sb)
+			}
+			return writeSandbox(c.stdout, sb, c.cfg.now())
+		},
 	}
-	if len(pos) != 1 {
-		return usageErr{cmd: "show", msg: "show: want exactly one sandbox ID"}
-	}
-	if err := out.check("show"); err != nil {
-		return err
-	}
-	client, err := c.sandboxClient()
-	if err != nil {
-		return err
-	}
-	cctx, cancel := c.unary(ctx)
-	defer cancel()
-	resp, err := client.GetSandbox(cctx, &labsv1.GetSandboxRequest{Name: pos[0]})
-	if err != nil {
-		return rpcError("get sandbox "+pos[0], err)
-	}
-	sb := resp.GetSandbox()
-	switch {
-	case out.quiet:
-		for _, n := range sb.GetNodes() {
-			fmt.Fprintln(c.stdout, n.GetName())
-		}
-		return nil
-	case out.format == "json":
-		return c.printJSON(sb)
-	}
-	return writeSandbox(c.stdout, sb, c.cfg.now())
+	out.register(cmd.Flags(), "node names")
+	return cmd
 }
 
 func writeSandbox(w io.Writer, sb *labsv1.Sandbox, now time.Time) error {
@@ -218,18 +263,25 @@ func writeSandbox(w io.Writer, sb *labsv1.Sandbox, now time.Time) error {
 	return tw.Flush()
 }
 
-// cmdStop is "labctl stop ID [ID...]". It tries every id and fails if any
-// failed.
-func (c *cli) cmdStop(ctx context.Context, args []string) error {
-	fs := c.newFlags("stop", "stop [-v] ID [ID...]")
-	verbose := fs.Bool("v", false, "print each id once its sandbox is deleted")
-	ids, _, err := fs.parse(args, -1)
-	if err != nil {
-		return err
+func (c *cli) stopCommand() *cobra.Command {
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "stop [-v] ID [ID...]",
+		Short: "delete sandboxes",
+		Long: "Deletes each sandbox. It tries every ID and exits 1 if any failed;\n" +
+			"deleting a sandbox that is gone is not an error.",
+		Example:           "  labctl stop s-7f3a9c\n  labctl stop $(labctl ls -q)",
+		Args:              rangeArgs(1, -1, "at least one sandbox ID"),
+		ValidArgsFunction: c.completeSandboxes,
+		RunE: func(cmd *cobra.Command, ids []string) error {
+			return c.stop(cmd.Context(), ids, verbose)
+		},
 	}
-	if len(ids) == 0 {
-		return usageErr{cmd: "stop", msg: "stop: want at least one sandbox ID"}
-	}
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "print each id once its sandbox is deleted")
+	return cmd
+}
+
+func (c *cli) stop(ctx context.Context, ids []string, verbose bool) error {
 	client, err := c.sandboxClient()
 	if err != nil {
 		return err
@@ -240,14 +292,14 @@ func (c *cli) cmdStop(ctx context.Context, args []string) error {
 		_, err := client.DeleteSandbox(cctx, &labsv1.DeleteSandboxRequest{Name: id})
 		cancel()
 		if err != nil {
-			c.report(ctx, rpcError("stop sandbox "+id, err))
+			c.report(ctx, rpcError("stop sandbox "+id, err).on(subject{sandbox: id}))
 			failed = true
 			if ctx.Err() != nil {
 				return exitCode(130)
 			}
 			continue
 		}
-		if *verbose {
+		if verbose {
 			fmt.Fprintln(c.stdout, id)
 		}
 	}
