@@ -199,8 +199,8 @@ type Packet struct {
 	// checks ignore them unless the check generated them itself, so the
 	// grader's traffic never passes a check for the learner.
 	Probe bool
-	// Spoofed marks a packet whose source address belongs (in the lab's
-	// definition) to another node on the same link than the one whose
+	// Spoofed marks a packet on a point-to-point link whose source address
+	// belongs (in the lab's definition) to the other end than the one whose
 	// port it entered the hub through: forged, and never counted.
 	Spoofed bool
 }

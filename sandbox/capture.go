@@ -438,11 +438,16 @@ func (s *Sandbox) Packets(since time.Time) []labs.Packet {
 	return out
 }
 
-// linkOwners maps, per link, each address the lab assigns to a node on
-// that link to the node.
+// linkOwners maps, per point-to-point link, each address the lab assigns
+// to a node on that link to the node. Shared segments are left out: there
+// a router may legitimately send a neighbour's packet back onto the same
+// segment (the textbook ICMP-redirect case), which looks like a forgery.
 func (s *Sandbox) linkOwners() map[string]map[string]string {
 	out := map[string]map[string]string{}
 	for _, seg := range s.Lab.AllSegments() {
+		if len(seg.Endpoints) != 2 {
+			continue
+		}
 		m := map[string]string{}
 		for _, e := range seg.Endpoints {
 			ep, err := labs.ParseEndpoint(e)
@@ -467,8 +472,9 @@ func (s *Sandbox) linkOwners() map[string]map[string]string {
 }
 
 // spoofed: the hub knows which port a frame came in through, which no
-// learner can forge; a source address owned by a different node of the
-// same link means the sender lied about who it is.
+// learner can forge; on a point-to-point link, a source address owned by
+// the other end means the sender lied about who it is (a node never
+// forwards its peer's packet back to that peer).
 func spoofed(owners map[string]map[string]string, p *labs.Packet) bool {
 	owner, ok := owners[p.Link][p.Src]
 	if !ok || p.Src == "" {

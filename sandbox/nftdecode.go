@@ -587,11 +587,9 @@ func (st *nftRuleState) expr(e expr.Any) {
 		st.unknown(desc)
 		st.say(desc)
 	case *expr.Match:
-		st.unknown("xt match " + e.Name)
-		st.say("xt match " + e.Name)
+		st.xtMatch(e)
 	case *expr.Target:
-		st.unknown("xt target " + e.Name)
-		st.say("xt target " + e.Name)
+		st.xtTarget(e)
 	default:
 		name := strings.ToLower(strings.TrimPrefix(fmt.Sprintf("%T", e), "*expr."))
 		st.unknown(name)
