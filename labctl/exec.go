@@ -102,6 +102,7 @@ func (c *cli) exec(ctx context.Context, req *labsv1.ExecRequest, withStdin bool)
 	if err != nil {
 		return err
 	}
+	c.warnExpiring(ctx, req.GetSandbox(), true)
 	about := subject{sandbox: req.GetSandbox(), node: req.GetNode()}
 	// The stream lives until the exit status arrives or Ctrl-C cancels ctx;
 	// --timeout bounds unary calls only, the command has its own.

@@ -368,7 +368,8 @@ func TestExec(t *testing.T) {
 			if tc.wantReq == nil {
 				return
 			}
-			reqs := f.recorded()
+			// The GetSandbox before it is exec's expiry warning.
+			reqs := slices.DeleteFunc(f.recorded(), func(m proto.Message) bool { _, ok := m.(*labsv1.GetSandboxRequest); return ok })
 			if len(reqs) != 1 || !proto.Equal(reqs[0], tc.wantReq) {
 				t.Errorf("labd got %v\nwant %v", reqs, tc.wantReq)
 			}
@@ -407,10 +408,10 @@ func TestLs(t *testing.T) {
 
 	r := runCLI(t, cfg, "", "ls")
 	want := "" +
-		"ID        LAB       STATE     NODES  AGE\n" +
-		"s-aaa111  routed    ready     2      5s\n" +
-		"s-bbb222  nat       creating  0      3m\n" +
-		"s-ccc333  firewall  failed    0      2h\n"
+		"ID        LAB       STATE     NODES  AGE  EXPIRES\n" +
+		"s-aaa111  routed    ready     2      5s   -\n" +
+		"s-bbb222  nat       creating  0      3m   -\n" +
+		"s-ccc333  firewall  failed    0      2h   -\n"
 	if r.code != 0 || r.stdout != want || r.stderr != "" {
 		t.Errorf("ls = %d, stderr %q, stdout\n%s\nwant\n%s", r.code, r.stderr, r.stdout, want)
 	}

@@ -8,33 +8,44 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	labsv1 "nslab/proto/labs/v1"
 )
 
 func (c *cli) startCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "start LAB",
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "start [--ttl DURATION] LAB",
 		Short: "create a sandbox; prints its id",
 		Long: "Creates a sandbox from LAB and waits until it is ready. When stdout is\n" +
 			"not a terminal labctl prints only the sandbox's id, for scripts; on a\n" +
 			"terminal it shows progress, then the id, the topology and the first\n" +
-			"exercise.",
+			"exercise.\n\n" +
+			"The sandbox lives for labd's default lifetime (--ttl asks for another, up\n" +
+			"to labd's maximum) and is deleted sooner when nothing is done in it for\n" +
+			"labd's idle timeout; `labctl extend` gives it more time.",
 		Example: "  labctl start routed\n" +
-			"  ID=$(labctl start routed)",
+			"  ID=$(labctl start routed)\n" +
+			"  labctl start --ttl 8h routed",
 		Args:              exactArgs(1, "exactly one LAB"),
 		ValidArgsFunction: c.completeLabs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.start(cmd.Context(), args[0])
+			if ttl < 0 || (cmd.Flags().Changed("ttl") && ttl == 0) {
+				return usagef(cmd, "--ttl must be positive")
+			}
+			return c.start(cmd.Context(), args[0], ttl)
 		},
 	}
+	cmd.Flags().DurationVar(&ttl, "ttl", 0, "how long the sandbox may live (default: labd's --ttl)")
+	return cmd
 }
 
 // start is "labctl start LAB". Unless a person watches stdout it prints
 // the new sandbox's id and nothing else, so that ID=$(labctl start routed)
 // works.
-func (c *cli) start(ctx context.Context, lab string) error {
+func (c *cli) start(ctx context.Context, lab string, ttl time.Duration) error {
 	client, err := c.sandboxClient()
 	if err != nil {
 		return err
@@ -46,7 +57,11 @@ func (c *cli) start(ctx context.Context, lab string) error {
 	began := c.cfg.now()
 	cctx, cancel := c.unary(ctx)
 	defer cancel()
-	resp, err := client.CreateSandbox(cctx, &labsv1.CreateSandboxRequest{Lab: lab})
+	req := &labsv1.CreateSandboxRequest{Lab: lab}
+	if ttl > 0 {
+		req.Ttl = durationpb.New(ttl)
+	}
+	resp, err := client.CreateSandbox(cctx, req)
 	if spin != nil {
 		spin.end()
 	}
@@ -142,10 +157,10 @@ func (c *cli) ls(ctx context.Context, out output) error {
 	}
 	now := c.cfg.now()
 	tw := newTable(c.stdout)
-	fmt.Fprintln(tw, "ID\tLAB\tSTATE\tNODES\tAGE")
+	fmt.Fprintln(tw, "ID\tLAB\tSTATE\tNODES\tAGE\tEXPIRES")
 	for _, sb := range sandboxes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", sandboxID(sb), orDash(lastSegment(sb.GetLab())),
-			stateName(sb.GetState()), len(sb.GetNodes()), age(now, sb.GetCreateTime()))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", sandboxID(sb), orDash(lastSegment(sb.GetLab())),
+			stateName(sb.GetState()), len(sb.GetNodes()), age(now, sb.GetCreateTime()), expires(now, sb))
 	}
 	return tw.Flush()
 }
@@ -219,6 +234,12 @@ func writeSandbox(w io.Writer, sb *labsv1.Sandbox, now time.Time) error {
 	fmt.Fprintf(tw, "State:\t%s\n", stateName(sb.GetState()))
 	fmt.Fprintf(tw, "Created:\t%s\n", when(now, sb.GetCreateTime()))
 	fmt.Fprintf(tw, "Ready:\t%s\n", when(now, sb.GetReadyTime()))
+	if exp := sb.GetExpireTime(); exp != nil {
+		fmt.Fprintf(tw, "Expires:\t%s\n", until(now, exp))
+	}
+	if idle := sb.GetIdleExpireTime(); idle != nil {
+		fmt.Fprintf(tw, "Idle:\texpires %s unless used\n", until(now, idle))
+	}
 	if r := sb.GetFailureReason(); r != "" {
 		fmt.Fprintf(tw, "Failure:\t%s\n", r)
 	}

@@ -114,6 +114,8 @@ func (c *cli) shell(ctx context.Context, s shellSession) error {
 	if err != nil {
 		return err
 	}
+	// Before the terminal goes raw, so the warning prints as a line.
+	c.warnExpiring(ctx, s.start.GetSandbox(), true)
 	st, midLine, err := c.shellSession(ctx, client, s)
 	if err != nil {
 		if midLine && c.cfg.terminal(c.stdout) {

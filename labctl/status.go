@@ -50,6 +50,7 @@ func (c *cli) status(ctx context.Context, id, format string, m passMarks) error 
 	if err != nil {
 		return err
 	}
+	c.warnIfExpiring(sb, false)
 	if sb.GetLab() == "" {
 		return fmt.Errorf("status of %s: labd names no lab for the sandbox", id)
 	}

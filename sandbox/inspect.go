@@ -31,6 +31,11 @@ type NodeInfo struct {
 // Inspect reads every node's interfaces from the kernel, so it shows what
 // the learner has changed, not what the lab defined.
 func (s *Sandbox) Inspect() ([]NodeInfo, error) {
+	release, err := s.hold()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	segOf := map[string]string{}
 	for _, seg := range s.Lab.AllSegments() {
 		for _, e := range seg.Endpoints {

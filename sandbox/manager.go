@@ -120,6 +120,23 @@ type Sandbox struct {
 	nodes   map[string]*proc
 	capture *Capture // nil until StartCapture
 	probes  probeLog // flows of the grader's own probes
+
+	// use guards the namespace fds: readers (inspect, snapshot, probes,
+	// xdp) hold it shared while they use them; Close takes it exclusively,
+	// so an fd is never closed — and its number reused — under a reader.
+	use    sync.RWMutex
+	closed bool
+}
+
+// hold keeps the sandbox's handles open until release is called; after
+// Close it fails with ErrGone.
+func (s *Sandbox) hold() (release func(), err error) {
+	s.use.RLock()
+	if s.closed {
+		s.use.RUnlock()
+		return nil, fmt.Errorf("sandbox %s: %w", s.ID, ErrGone)
+	}
+	return s.use.RUnlock, nil
 }
 
 // NodeProc identifies a node's init process on the host.
@@ -142,6 +159,12 @@ func (s *Sandbox) Nodes() []NodeProc {
 
 // Close releases the handles a Sandbox holds; the sandbox keeps running.
 func (s *Sandbox) Close() {
+	s.use.Lock()
+	defer s.use.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
 	if s.capture != nil {
 		s.capture.Close()
 	}

@@ -78,6 +78,11 @@ const snapNetlinkTimeout = 5 * time.Second
 //
 // Without Conntrack a snapshot takes well under 2 ms.
 func (s *Sandbox) Snapshot(ctx context.Context, node string, opts SnapshotOptions) (*labs.NodeState, error) {
+	release, err := s.hold()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	p := s.nodes[node]
 	if p == nil {
 		return nil, fmt.Errorf("node %q in sandbox %s: %w", node, s.ID, ErrNodeNotFound)

@@ -464,8 +464,15 @@ func (s *Sandbox) startProbe(ctx context.Context, from, to string, timeout time.
 	if timeout <= 0 {
 		timeout = DefaultProbeTimeout
 	}
+	release, err := s.hold()
+	if err != nil {
+		return nil, err
+	}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
-	return &probeRun{sb: s, until: time.Now().Add(timeout), parent: ctx, ctx: pctx, cancel: cancel, ns: p.nsFd(), dst: dst}, nil
+	// The probe's sockets are made from the node's netns fd: hold it until
+	// the probe is done (every probe defers pr.cancel).
+	done := func() { cancel(); release() }
+	return &probeRun{sb: s, until: time.Now().Add(timeout), parent: ctx, ctx: pctx, cancel: sync.OnceFunc(done), ns: p.nsFd(), dst: dst}, nil
 }
 
 // mark records a flow of this probe (a local TCP/UDP port or an ICMP echo

@@ -48,6 +48,11 @@ func (s *Sandbox) AttachXDP(ctx context.Context, node, iface, objPath, section s
 	if p == nil {
 		return "", fmt.Errorf("node %q in sandbox %s: %w", node, s.ID, ErrNodeNotFound)
 	}
+	release, err := s.hold()
+	if err != nil {
+		return "", err
+	}
+	defer release()
 	if iface == "" || len(iface) > 15 || strings.ContainsAny(iface, "/ \x00") {
 		return "", fmt.Errorf("interface %q: %w", iface, ErrBadRequest)
 	}

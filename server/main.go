@@ -38,6 +38,11 @@ type options struct {
 	uidStart     uint
 	uidSlots     int
 	logLevel     string
+	// Sandbox lifetimes; zero means api's Default of each.
+	ttl, maxTTL, idleTimeout time.Duration
+	// reapEvery is how often expired and idle sandboxes are looked for;
+	// zero means api.DefaultReapInterval. Tests shorten it.
+	reapEvery time.Duration
 }
 
 func main() {
@@ -71,6 +76,9 @@ func parseFlags(args []string) (options, error) {
 	fs.UintVar(&o.uidStart, "uid-start", 1<<30, "first host uid leased to nodes (each node maps 65536)")
 	fs.IntVar(&o.uidSlots, "uid-slots", 4096, "number of 65536-uid ranges available to nodes")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&o.ttl, "ttl", api.DefaultTTL, "a new sandbox's lifetime, unless its request asks for another")
+	fs.DurationVar(&o.maxTTL, "max-ttl", api.DefaultMaxTTL, "the longest lifetime a request may ask for, and the furthest from now an extension may push a sandbox's expiry")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", api.DefaultIdleTimeout, "delete a sandbox when nothing was done in it (exec, shell, grade, solve, capture, xdp) for this long")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -82,6 +90,17 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.uidStart == 0 || uint64(o.uidStart)+uint64(o.uidSlots)*sandbox.UIDRange > 1<<32 {
 		return o, fmt.Errorf("--uid-start %d with --uid-slots %d: ranges must lie in 1..2^32-1", o.uidStart, o.uidSlots)
+	}
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"--ttl", o.ttl}, {"--max-ttl", o.maxTTL}, {"--idle-timeout", o.idleTimeout}} {
+		if f.d <= 0 {
+			return o, fmt.Errorf("%s %s: must be positive", f.name, f.d)
+		}
+	}
+	if o.ttl > o.maxTTL {
+		return o, fmt.Errorf("--ttl %s is longer than --max-ttl %s", o.ttl, o.maxTTL)
 	}
 	return o, nil
 }
@@ -122,6 +141,7 @@ func run(ctx context.Context, o options, ready func()) error {
 	sandboxes := api.NewSandboxServer(api.Config{
 		Store: st, Catalog: catalog, Manager: mgr, Logger: log,
 		UIDStart: uint32(o.uidStart), UIDSlots: o.uidSlots,
+		TTL: o.ttl, MaxTTL: o.maxTTL, IdleTimeout: o.idleTimeout,
 	})
 	defer sandboxes.Close()
 	start := time.Now()
@@ -130,11 +150,27 @@ func run(ctx context.Context, o options, ready func()) error {
 	}
 	log.Info("reconciled", "took", time.Since(start))
 
+	// The reaper stops before the sandbox handles and the store close
+	// (defers run in reverse), finishing a deletion it has begun.
+	reapCtx, stopReaper := context.WithCancel(ctx)
+	reaperDone := make(chan struct{})
+	go func() {
+		defer close(reaperDone)
+		sandboxes.RunReaper(reapCtx, o.reapEvery)
+	}()
+	defer func() {
+		stopReaper()
+		<-reaperDone
+	}()
+
 	ln, err := listenUnix(o.socket)
 	if err != nil {
 		return err
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(sandboxes.UnaryActivity),
+		grpc.ChainStreamInterceptor(sandboxes.StreamActivity),
+	)
 	labsv1.RegisterLabServiceServer(srv, api.NewLabServer(catalog))
 	labsv1.RegisterSandboxServiceServer(srv, sandboxes)
 	labsv1.RegisterGradingServiceServer(srv, api.NewGradingServer(sandboxes))

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -37,6 +38,11 @@ type Config struct {
 	// UIDStart + k*65536 for k in [0, UIDSlots).
 	UIDStart uint32
 	UIDSlots int
+	// Lifetimes; zero means the Default of each. TTL is a new sandbox's
+	// lifetime unless its request asks for another; MaxTTL bounds that
+	// request and how far ExtendSandbox may push an expiry from now;
+	// IdleTimeout is how long a sandbox may go without activity.
+	TTL, MaxTTL, IdleTimeout time.Duration
 }
 
 // SandboxServer serves SandboxService. The store is the source of truth;
@@ -49,6 +55,10 @@ type SandboxServer struct {
 	mu   sync.Mutex
 	live map[string]*sandbox.Sandbox
 	busy map[string]bool // a create or delete is in progress
+	// Activity bookkeeping (see lifetime.go), for live sandboxes only.
+	touched    map[string]time.Time // when activity was last written
+	sessions   map[string]int       // open streams that count as activity
+	touchEvery time.Duration        // at most one activity write per sandbox per this
 }
 
 // NewSandboxServer returns a SandboxService. Call Reconcile before serving.
@@ -56,7 +66,15 @@ func NewSandboxServer(cfg Config) *SandboxServer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &SandboxServer{cfg: cfg, log: cfg.Logger, live: map[string]*sandbox.Sandbox{}, busy: map[string]bool{}}
+	cfg.TTL = cmp.Or(cfg.TTL, DefaultTTL)
+	cfg.MaxTTL = cmp.Or(cfg.MaxTTL, DefaultMaxTTL)
+	cfg.IdleTimeout = cmp.Or(cfg.IdleTimeout, DefaultIdleTimeout)
+	return &SandboxServer{
+		cfg: cfg, log: cfg.Logger,
+		live: map[string]*sandbox.Sandbox{}, busy: map[string]bool{},
+		touched: map[string]time.Time{}, sessions: map[string]int{},
+		touchEvery: touchInterval(cfg.IdleTimeout),
+	}
 }
 
 // sandboxID accepts "sandboxes/{sandbox}" or a bare id.
@@ -79,6 +97,10 @@ func (s *SandboxServer) CreateSandbox(ctx context.Context, req *labsv1.CreateSan
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	ttl, err := s.requestTTL(req)
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	lab, err := s.cfg.Catalog.Get(labName)
 	if err != nil {
 		return nil, toStatus(err)
@@ -92,14 +114,14 @@ func (s *SandboxServer) CreateSandbox(ctx context.Context, req *labsv1.CreateSan
 		}
 		return nil, toStatus(fmt.Errorf("lab %s cannot run here: %s: %w", lab.ID, strings.Join(probs, "; "), sandbox.ErrUnsupported))
 	}
-	sb, err := s.create(ctx, lab)
+	sb, err := s.create(ctx, lab, ttl)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return &labsv1.CreateSandboxResponse{Sandbox: sb}, nil
 }
 
-func (s *SandboxServer) create(ctx context.Context, lab *labs.Lab) (*labsv1.Sandbox, error) {
+func (s *SandboxServer) create(ctx context.Context, lab *labs.Lab, ttl time.Duration) (*labsv1.Sandbox, error) {
 	names := make([]string, len(lab.Nodes))
 	for i, n := range lab.Nodes {
 		names[i] = n.Name
@@ -147,6 +169,14 @@ func (s *SandboxServer) create(ctx context.Context, lab *labs.Lab) (*labsv1.Sand
 		if err := s.cfg.Store.SetNodeProcess(bctx, id, np.Name, np.Pid, np.StartTime); err != nil {
 			return nil, s.abandon(bctx, sb, fmt.Errorf("record node %s: %w", np.Name, err))
 		}
+	}
+	// The lifetime starts when the learner can use the sandbox.
+	now := time.Now()
+	if err := s.cfg.Store.SetExpiry(bctx, id, now.Add(ttl)); err != nil {
+		return nil, s.abandon(bctx, sb, fmt.Errorf("set expiry of %s: %w", id, err))
+	}
+	if err := s.cfg.Store.TouchSandbox(bctx, id, now); err != nil {
+		return nil, s.abandon(bctx, sb, fmt.Errorf("start idle clock of %s: %w", id, err))
 	}
 	if err := s.cfg.Store.SetState(bctx, id, store.StateReady, ""); err != nil {
 		return nil, s.abandon(bctx, sb, fmt.Errorf("mark %s ready: %w", id, err))
@@ -231,6 +261,7 @@ func (s *SandboxServer) delete(ctx context.Context, id string) error {
 	s.busy[id] = true
 	sb := s.live[id]
 	delete(s.live, id)
+	delete(s.touched, id)
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -335,6 +366,13 @@ func (s *SandboxServer) toProto(row *store.Sandbox, sb *sandbox.Sandbox) *labsv1
 	}
 	if !row.Ready.IsZero() {
 		out.ReadyTime = timestamppb.New(row.Ready)
+	}
+	// Only a READY sandbox expires; the reaper leaves the others be.
+	if row.State == store.StateReady && !row.Expire.IsZero() {
+		out.ExpireTime = timestamppb.New(row.Expire)
+	}
+	if row.State == store.StateReady && !row.LastActivity.IsZero() {
+		out.IdleExpireTime = timestamppb.New(row.LastActivity.Add(s.cfg.IdleTimeout))
 	}
 	lab, _ := s.cfg.Catalog.Get(row.Lab)
 	if lab != nil {

@@ -40,7 +40,13 @@ type Sandbox struct {
 	Failure string
 	Created time.Time
 	Ready   time.Time // zero until READY
-	Nodes   []Node    // in insertion order
+	// Expire is when the sandbox is to be deleted however it is used;
+	// zero when not set (a row from before lifetimes).
+	Expire time.Time
+	// LastActivity is when something was last done in the sandbox; the
+	// idle timeout counts from it. Zero when not set.
+	LastActivity time.Time
+	Nodes        []Node // in insertion order
 }
 
 // Node is one node of a sandbox.
@@ -222,17 +228,18 @@ func (s *Store) SetState(ctx context.Context, id string, st State, failure strin
 	return nil
 }
 
-const sandboxCols = `id, lab, state, failure, created, ready`
+const sandboxCols = `id, lab, state, failure, created, ready, expire, last_activity`
 
 func scanSandbox(rows interface{ Scan(...any) error }) (*Sandbox, error) {
 	var (
-		sb             Sandbox
-		created, ready int64
+		sb                                Sandbox
+		created, ready, expire, lastActed int64
 	)
-	if err := rows.Scan(&sb.ID, &sb.Lab, &sb.State, &sb.Failure, &created, &ready); err != nil {
+	if err := rows.Scan(&sb.ID, &sb.Lab, &sb.State, &sb.Failure, &created, &ready, &expire, &lastActed); err != nil {
 		return nil, err
 	}
 	sb.Created, sb.Ready = fromNanos(created), fromNanos(ready)
+	sb.Expire, sb.LastActivity = fromNanos(expire), fromNanos(lastActed)
 	return &sb, nil
 }
 

@@ -100,8 +100,17 @@ type Sandbox struct {
 	Links []*Link `protobuf:"bytes,8,rep,name=links,proto3" json:"links,omitempty"`
 	// Output only. Why the sandbox is FAILED.
 	FailureReason string `protobuf:"bytes,9,opt,name=failure_reason,json=failureReason,proto3" json:"failure_reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Output only. When labd deletes the sandbox however much it is used
+	// (its grades are kept). ExtendSandbox pushes it back. Set only while
+	// READY.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// Output only. When labd deletes the sandbox if nothing is done in it
+	// before then. Exec, Shell, Capture, AttachXDP, Grade, Solve and
+	// ExtendSandbox count as activity; an open Shell, Exec or Capture
+	// stream keeps it from going idle. Set only while READY.
+	IdleExpireTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=idle_expire_time,json=idleExpireTime,proto3" json:"idle_expire_time,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Sandbox) Reset() {
@@ -195,6 +204,20 @@ func (x *Sandbox) GetFailureReason() string {
 		return x.FailureReason
 	}
 	return ""
+}
+
+func (x *Sandbox) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *Sandbox) GetIdleExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.IdleExpireTime
+	}
+	return nil
 }
 
 // Node is a node of a sandbox.
@@ -395,7 +418,11 @@ func (x *Link) GetEndpoints() []string {
 type CreateSandboxRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required. labs/{lab} or the bare lab id.
-	Lab           string `protobuf:"bytes,1,opt,name=lab,proto3" json:"lab,omitempty"`
+	Lab string `protobuf:"bytes,1,opt,name=lab,proto3" json:"lab,omitempty"`
+	// How long the sandbox may live; unset means the server's default
+	// (labd --ttl, 4h unless set). At most the server's maximum (labd
+	// --max-ttl, 24h unless set).
+	Ttl           *durationpb.Duration `protobuf:"bytes,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -435,6 +462,13 @@ func (x *CreateSandboxRequest) GetLab() string {
 		return x.Lab
 	}
 	return ""
+}
+
+func (x *CreateSandboxRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
 }
 
 // CreateSandboxResponse is the response of CreateSandbox.
@@ -763,6 +797,117 @@ func (*DeleteSandboxResponse) Descriptor() ([]byte, []int) {
 	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{11}
 }
 
+// ExtendSandboxRequest is the request of ExtendSandbox.
+type ExtendSandboxRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. sandboxes/{sandbox} or the bare id.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// How far to push expire_time back; unset means 1h. Must be positive.
+	Duration      *durationpb.Duration `protobuf:"bytes,2,opt,name=duration,proto3" json:"duration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExtendSandboxRequest) Reset() {
+	*x = ExtendSandboxRequest{}
+	mi := &file_labs_v1_sandbox_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExtendSandboxRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExtendSandboxRequest) ProtoMessage() {}
+
+func (x *ExtendSandboxRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_labs_v1_sandbox_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExtendSandboxRequest.ProtoReflect.Descriptor instead.
+func (*ExtendSandboxRequest) Descriptor() ([]byte, []int) {
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ExtendSandboxRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ExtendSandboxRequest) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+// ExtendSandboxResponse is the response of ExtendSandbox.
+type ExtendSandboxResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sandbox with its new expire_time and idle_expire_time.
+	Sandbox *Sandbox `protobuf:"bytes,1,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	// True when the server's maximum lifetime cut the extension short:
+	// expire_time is then the latest the server allows now.
+	Capped        bool `protobuf:"varint,2,opt,name=capped,proto3" json:"capped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExtendSandboxResponse) Reset() {
+	*x = ExtendSandboxResponse{}
+	mi := &file_labs_v1_sandbox_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExtendSandboxResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExtendSandboxResponse) ProtoMessage() {}
+
+func (x *ExtendSandboxResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_labs_v1_sandbox_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExtendSandboxResponse.ProtoReflect.Descriptor instead.
+func (*ExtendSandboxResponse) Descriptor() ([]byte, []int) {
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ExtendSandboxResponse) GetSandbox() *Sandbox {
+	if x != nil {
+		return x.Sandbox
+	}
+	return nil
+}
+
+func (x *ExtendSandboxResponse) GetCapped() bool {
+	if x != nil {
+		return x.Capped
+	}
+	return false
+}
+
 // ExecRequest is the request of Exec.
 type ExecRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -786,7 +931,7 @@ type ExecRequest struct {
 
 func (x *ExecRequest) Reset() {
 	*x = ExecRequest{}
-	mi := &file_labs_v1_sandbox_proto_msgTypes[12]
+	mi := &file_labs_v1_sandbox_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -798,7 +943,7 @@ func (x *ExecRequest) String() string {
 func (*ExecRequest) ProtoMessage() {}
 
 func (x *ExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_labs_v1_sandbox_proto_msgTypes[12]
+	mi := &file_labs_v1_sandbox_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -811,7 +956,7 @@ func (x *ExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
 func (*ExecRequest) Descriptor() ([]byte, []int) {
-	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{12}
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ExecRequest) GetSandbox() string {
@@ -879,7 +1024,7 @@ type ExecResponse struct {
 
 func (x *ExecResponse) Reset() {
 	*x = ExecResponse{}
-	mi := &file_labs_v1_sandbox_proto_msgTypes[13]
+	mi := &file_labs_v1_sandbox_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -891,7 +1036,7 @@ func (x *ExecResponse) String() string {
 func (*ExecResponse) ProtoMessage() {}
 
 func (x *ExecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_labs_v1_sandbox_proto_msgTypes[13]
+	mi := &file_labs_v1_sandbox_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -904,7 +1049,7 @@ func (x *ExecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResponse.ProtoReflect.Descriptor instead.
 func (*ExecResponse) Descriptor() ([]byte, []int) {
-	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{13}
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExecResponse) GetEvent() isExecResponse_Event {
@@ -980,7 +1125,7 @@ type ExitStatus struct {
 
 func (x *ExitStatus) Reset() {
 	*x = ExitStatus{}
-	mi := &file_labs_v1_sandbox_proto_msgTypes[14]
+	mi := &file_labs_v1_sandbox_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1137,7 @@ func (x *ExitStatus) String() string {
 func (*ExitStatus) ProtoMessage() {}
 
 func (x *ExitStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_labs_v1_sandbox_proto_msgTypes[14]
+	mi := &file_labs_v1_sandbox_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1150,7 @@ func (x *ExitStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitStatus.ProtoReflect.Descriptor instead.
 func (*ExitStatus) Descriptor() ([]byte, []int) {
-	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{14}
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExitStatus) GetCode() int32 {
@@ -1055,7 +1200,7 @@ type CaptureRequest struct {
 
 func (x *CaptureRequest) Reset() {
 	*x = CaptureRequest{}
-	mi := &file_labs_v1_sandbox_proto_msgTypes[15]
+	mi := &file_labs_v1_sandbox_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1212,7 @@ func (x *CaptureRequest) String() string {
 func (*CaptureRequest) ProtoMessage() {}
 
 func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_labs_v1_sandbox_proto_msgTypes[15]
+	mi := &file_labs_v1_sandbox_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1225,7 @@ func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureRequest.ProtoReflect.Descriptor instead.
 func (*CaptureRequest) Descriptor() ([]byte, []int) {
-	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{15}
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CaptureRequest) GetSandbox() string {
@@ -1132,7 +1277,7 @@ type CaptureResponse struct {
 
 func (x *CaptureResponse) Reset() {
 	*x = CaptureResponse{}
-	mi := &file_labs_v1_sandbox_proto_msgTypes[16]
+	mi := &file_labs_v1_sandbox_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1144,7 +1289,7 @@ func (x *CaptureResponse) String() string {
 func (*CaptureResponse) ProtoMessage() {}
 
 func (x *CaptureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_labs_v1_sandbox_proto_msgTypes[16]
+	mi := &file_labs_v1_sandbox_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1157,7 +1302,7 @@ func (x *CaptureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureResponse.ProtoReflect.Descriptor instead.
 func (*CaptureResponse) Descriptor() ([]byte, []int) {
-	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{16}
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CaptureResponse) GetData() []byte {
@@ -1196,7 +1341,7 @@ type AttachXDPRequest struct {
 
 func (x *AttachXDPRequest) Reset() {
 	*x = AttachXDPRequest{}
-	mi := &file_labs_v1_sandbox_proto_msgTypes[17]
+	mi := &file_labs_v1_sandbox_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1208,7 +1353,7 @@ func (x *AttachXDPRequest) String() string {
 func (*AttachXDPRequest) ProtoMessage() {}
 
 func (x *AttachXDPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_labs_v1_sandbox_proto_msgTypes[17]
+	mi := &file_labs_v1_sandbox_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1221,7 +1366,7 @@ func (x *AttachXDPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachXDPRequest.ProtoReflect.Descriptor instead.
 func (*AttachXDPRequest) Descriptor() ([]byte, []int) {
-	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{17}
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AttachXDPRequest) GetSandbox() string {
@@ -1277,7 +1422,7 @@ type AttachXDPResponse struct {
 
 func (x *AttachXDPResponse) Reset() {
 	*x = AttachXDPResponse{}
-	mi := &file_labs_v1_sandbox_proto_msgTypes[18]
+	mi := &file_labs_v1_sandbox_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1434,7 @@ func (x *AttachXDPResponse) String() string {
 func (*AttachXDPResponse) ProtoMessage() {}
 
 func (x *AttachXDPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_labs_v1_sandbox_proto_msgTypes[18]
+	mi := &file_labs_v1_sandbox_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1447,7 @@ func (x *AttachXDPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachXDPResponse.ProtoReflect.Descriptor instead.
 func (*AttachXDPResponse) Descriptor() ([]byte, []int) {
-	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{18}
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AttachXDPResponse) GetStatus() string {
@@ -1327,7 +1472,7 @@ type ShellRequest struct {
 
 func (x *ShellRequest) Reset() {
 	*x = ShellRequest{}
-	mi := &file_labs_v1_sandbox_proto_msgTypes[19]
+	mi := &file_labs_v1_sandbox_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1339,7 +1484,7 @@ func (x *ShellRequest) String() string {
 func (*ShellRequest) ProtoMessage() {}
 
 func (x *ShellRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_labs_v1_sandbox_proto_msgTypes[19]
+	mi := &file_labs_v1_sandbox_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1352,7 +1497,7 @@ func (x *ShellRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShellRequest.ProtoReflect.Descriptor instead.
 func (*ShellRequest) Descriptor() ([]byte, []int) {
-	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{19}
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ShellRequest) GetEvent() isShellRequest_Event {
@@ -1435,7 +1580,7 @@ type ShellStart struct {
 
 func (x *ShellStart) Reset() {
 	*x = ShellStart{}
-	mi := &file_labs_v1_sandbox_proto_msgTypes[20]
+	mi := &file_labs_v1_sandbox_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1447,7 +1592,7 @@ func (x *ShellStart) String() string {
 func (*ShellStart) ProtoMessage() {}
 
 func (x *ShellStart) ProtoReflect() protoreflect.Message {
-	mi := &file_labs_v1_sandbox_proto_msgTypes[20]
+	mi := &file_labs_v1_sandbox_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1460,7 +1605,7 @@ func (x *ShellStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShellStart.ProtoReflect.Descriptor instead.
 func (*ShellStart) Descriptor() ([]byte, []int) {
-	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{20}
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ShellStart) GetSandbox() string {
@@ -1516,7 +1661,7 @@ type TerminalSize struct {
 
 func (x *TerminalSize) Reset() {
 	*x = TerminalSize{}
-	mi := &file_labs_v1_sandbox_proto_msgTypes[21]
+	mi := &file_labs_v1_sandbox_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1528,7 +1673,7 @@ func (x *TerminalSize) String() string {
 func (*TerminalSize) ProtoMessage() {}
 
 func (x *TerminalSize) ProtoReflect() protoreflect.Message {
-	mi := &file_labs_v1_sandbox_proto_msgTypes[21]
+	mi := &file_labs_v1_sandbox_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1541,7 +1686,7 @@ func (x *TerminalSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalSize.ProtoReflect.Descriptor instead.
 func (*TerminalSize) Descriptor() ([]byte, []int) {
-	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{21}
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TerminalSize) GetRows() uint32 {
@@ -1572,7 +1717,7 @@ type ShellResponse struct {
 
 func (x *ShellResponse) Reset() {
 	*x = ShellResponse{}
-	mi := &file_labs_v1_sandbox_proto_msgTypes[22]
+	mi := &file_labs_v1_sandbox_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1584,7 +1729,7 @@ func (x *ShellResponse) String() string {
 func (*ShellResponse) ProtoMessage() {}
 
 func (x *ShellResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_labs_v1_sandbox_proto_msgTypes[22]
+	mi := &file_labs_v1_sandbox_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1597,7 +1742,7 @@ func (x *ShellResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShellResponse.ProtoReflect.Descriptor instead.
 func (*ShellResponse) Descriptor() ([]byte, []int) {
-	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{22}
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ShellResponse) GetEvent() isShellResponse_Event {
@@ -1647,7 +1792,7 @@ var File_labs_v1_sandbox_proto protoreflect.FileDescriptor
 
 const file_labs_v1_sandbox_proto_rawDesc = "" +
 	"\n" +
-	"\x15labs/v1/sandbox.proto\x12\alabs.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x03\n" +
+	"\x15labs/v1/sandbox.proto\x12\alabs.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x04\n" +
 	"\aSandbox\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x10\n" +
@@ -1659,7 +1804,11 @@ const file_labs_v1_sandbox_proto_rawDesc = "" +
 	"ready_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\treadyTime\x12#\n" +
 	"\x05nodes\x18\a \x03(\v2\r.labs.v1.NodeR\x05nodes\x12#\n" +
 	"\x05links\x18\b \x03(\v2\r.labs.v1.LinkR\x05links\x12%\n" +
-	"\x0efailure_reason\x18\t \x01(\tR\rfailureReason\"i\n" +
+	"\x0efailure_reason\x18\t \x01(\tR\rfailureReason\x12;\n" +
+	"\vexpire_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12D\n" +
+	"\x10idle_expire_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x0eidleExpireTime\"i\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSTATE_CREATING\x10\x01\x12\x0f\n" +
@@ -1680,9 +1829,10 @@ const file_labs_v1_sandbox_proto_rawDesc = "" +
 	"\x04link\x18\x06 \x01(\tR\x04link\"8\n" +
 	"\x04Link\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
-	"\tendpoints\x18\x02 \x03(\tR\tendpoints\"(\n" +
+	"\tendpoints\x18\x02 \x03(\tR\tendpoints\"U\n" +
 	"\x14CreateSandboxRequest\x12\x10\n" +
-	"\x03lab\x18\x01 \x01(\tR\x03lab\"C\n" +
+	"\x03lab\x18\x01 \x01(\tR\x03lab\x12+\n" +
+	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"C\n" +
 	"\x15CreateSandboxResponse\x12*\n" +
 	"\asandbox\x18\x01 \x01(\v2\x10.labs.v1.SandboxR\asandbox\"'\n" +
 	"\x11GetSandboxRequest\x12\x12\n" +
@@ -1698,7 +1848,13 @@ const file_labs_v1_sandbox_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"*\n" +
 	"\x14DeleteSandboxRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x17\n" +
-	"\x15DeleteSandboxResponse\"\xaa\x02\n" +
+	"\x15DeleteSandboxResponse\"a\n" +
+	"\x14ExtendSandboxRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x125\n" +
+	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\"[\n" +
+	"\x15ExtendSandboxResponse\x12*\n" +
+	"\asandbox\x18\x01 \x01(\v2\x10.labs.v1.SandboxR\asandbox\x12\x16\n" +
+	"\x06capped\x18\x02 \x01(\bR\x06capped\"\xaa\x02\n" +
 	"\vExecRequest\x12\x18\n" +
 	"\asandbox\x18\x01 \x01(\tR\asandbox\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x18\n" +
@@ -1762,13 +1918,14 @@ const file_labs_v1_sandbox_proto_rawDesc = "" +
 	"\rShellResponse\x12\x18\n" +
 	"\x06output\x18\x01 \x01(\fH\x00R\x06output\x12)\n" +
 	"\x04exit\x18\x02 \x01(\v2\x13.labs.v1.ExitStatusH\x00R\x04exitB\a\n" +
-	"\x05event2\xbe\x04\n" +
+	"\x05event2\x8e\x05\n" +
 	"\x0eSandboxService\x12N\n" +
 	"\rCreateSandbox\x12\x1d.labs.v1.CreateSandboxRequest\x1a\x1e.labs.v1.CreateSandboxResponse\x12E\n" +
 	"\n" +
 	"GetSandbox\x12\x1a.labs.v1.GetSandboxRequest\x1a\x1b.labs.v1.GetSandboxResponse\x12N\n" +
 	"\rListSandboxes\x12\x1d.labs.v1.ListSandboxesRequest\x1a\x1e.labs.v1.ListSandboxesResponse\x12N\n" +
-	"\rDeleteSandbox\x12\x1d.labs.v1.DeleteSandboxRequest\x1a\x1e.labs.v1.DeleteSandboxResponse\x125\n" +
+	"\rDeleteSandbox\x12\x1d.labs.v1.DeleteSandboxRequest\x1a\x1e.labs.v1.DeleteSandboxResponse\x12N\n" +
+	"\rExtendSandbox\x12\x1d.labs.v1.ExtendSandboxRequest\x1a\x1e.labs.v1.ExtendSandboxResponse\x125\n" +
 	"\x04Exec\x12\x14.labs.v1.ExecRequest\x1a\x15.labs.v1.ExecResponse0\x01\x12>\n" +
 	"\aCapture\x12\x17.labs.v1.CaptureRequest\x1a\x18.labs.v1.CaptureResponse0\x01\x12B\n" +
 	"\tAttachXDP\x12\x19.labs.v1.AttachXDPRequest\x1a\x1a.labs.v1.AttachXDPResponse\x12:\n" +
@@ -1787,7 +1944,7 @@ func file_labs_v1_sandbox_proto_rawDescGZIP() []byte {
 }
 
 var file_labs_v1_sandbox_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_labs_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_labs_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_labs_v1_sandbox_proto_goTypes = []any{
 	(Sandbox_State)(0),            // 0: labs.v1.Sandbox.State
 	(*Sandbox)(nil),               // 1: labs.v1.Sandbox
@@ -1802,62 +1959,71 @@ var file_labs_v1_sandbox_proto_goTypes = []any{
 	(*ListSandboxesResponse)(nil), // 10: labs.v1.ListSandboxesResponse
 	(*DeleteSandboxRequest)(nil),  // 11: labs.v1.DeleteSandboxRequest
 	(*DeleteSandboxResponse)(nil), // 12: labs.v1.DeleteSandboxResponse
-	(*ExecRequest)(nil),           // 13: labs.v1.ExecRequest
-	(*ExecResponse)(nil),          // 14: labs.v1.ExecResponse
-	(*ExitStatus)(nil),            // 15: labs.v1.ExitStatus
-	(*CaptureRequest)(nil),        // 16: labs.v1.CaptureRequest
-	(*CaptureResponse)(nil),       // 17: labs.v1.CaptureResponse
-	(*AttachXDPRequest)(nil),      // 18: labs.v1.AttachXDPRequest
-	(*AttachXDPResponse)(nil),     // 19: labs.v1.AttachXDPResponse
-	(*ShellRequest)(nil),          // 20: labs.v1.ShellRequest
-	(*ShellStart)(nil),            // 21: labs.v1.ShellStart
-	(*TerminalSize)(nil),          // 22: labs.v1.TerminalSize
-	(*ShellResponse)(nil),         // 23: labs.v1.ShellResponse
-	nil,                           // 24: labs.v1.ExecRequest.EnvEntry
-	nil,                           // 25: labs.v1.ShellStart.EnvEntry
-	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 27: google.protobuf.Duration
+	(*ExtendSandboxRequest)(nil),  // 13: labs.v1.ExtendSandboxRequest
+	(*ExtendSandboxResponse)(nil), // 14: labs.v1.ExtendSandboxResponse
+	(*ExecRequest)(nil),           // 15: labs.v1.ExecRequest
+	(*ExecResponse)(nil),          // 16: labs.v1.ExecResponse
+	(*ExitStatus)(nil),            // 17: labs.v1.ExitStatus
+	(*CaptureRequest)(nil),        // 18: labs.v1.CaptureRequest
+	(*CaptureResponse)(nil),       // 19: labs.v1.CaptureResponse
+	(*AttachXDPRequest)(nil),      // 20: labs.v1.AttachXDPRequest
+	(*AttachXDPResponse)(nil),     // 21: labs.v1.AttachXDPResponse
+	(*ShellRequest)(nil),          // 22: labs.v1.ShellRequest
+	(*ShellStart)(nil),            // 23: labs.v1.ShellStart
+	(*TerminalSize)(nil),          // 24: labs.v1.TerminalSize
+	(*ShellResponse)(nil),         // 25: labs.v1.ShellResponse
+	nil,                           // 26: labs.v1.ExecRequest.EnvEntry
+	nil,                           // 27: labs.v1.ShellStart.EnvEntry
+	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 29: google.protobuf.Duration
 }
 var file_labs_v1_sandbox_proto_depIdxs = []int32{
 	0,  // 0: labs.v1.Sandbox.state:type_name -> labs.v1.Sandbox.State
-	26, // 1: labs.v1.Sandbox.create_time:type_name -> google.protobuf.Timestamp
-	26, // 2: labs.v1.Sandbox.ready_time:type_name -> google.protobuf.Timestamp
+	28, // 1: labs.v1.Sandbox.create_time:type_name -> google.protobuf.Timestamp
+	28, // 2: labs.v1.Sandbox.ready_time:type_name -> google.protobuf.Timestamp
 	2,  // 3: labs.v1.Sandbox.nodes:type_name -> labs.v1.Node
 	4,  // 4: labs.v1.Sandbox.links:type_name -> labs.v1.Link
-	3,  // 5: labs.v1.Node.interfaces:type_name -> labs.v1.Interface
-	1,  // 6: labs.v1.CreateSandboxResponse.sandbox:type_name -> labs.v1.Sandbox
-	1,  // 7: labs.v1.GetSandboxResponse.sandbox:type_name -> labs.v1.Sandbox
-	1,  // 8: labs.v1.ListSandboxesResponse.sandboxes:type_name -> labs.v1.Sandbox
-	24, // 9: labs.v1.ExecRequest.env:type_name -> labs.v1.ExecRequest.EnvEntry
-	27, // 10: labs.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
-	15, // 11: labs.v1.ExecResponse.exit:type_name -> labs.v1.ExitStatus
-	27, // 12: labs.v1.CaptureRequest.since:type_name -> google.protobuf.Duration
-	21, // 13: labs.v1.ShellRequest.start:type_name -> labs.v1.ShellStart
-	22, // 14: labs.v1.ShellRequest.resize:type_name -> labs.v1.TerminalSize
-	22, // 15: labs.v1.ShellStart.size:type_name -> labs.v1.TerminalSize
-	25, // 16: labs.v1.ShellStart.env:type_name -> labs.v1.ShellStart.EnvEntry
-	15, // 17: labs.v1.ShellResponse.exit:type_name -> labs.v1.ExitStatus
-	5,  // 18: labs.v1.SandboxService.CreateSandbox:input_type -> labs.v1.CreateSandboxRequest
-	7,  // 19: labs.v1.SandboxService.GetSandbox:input_type -> labs.v1.GetSandboxRequest
-	9,  // 20: labs.v1.SandboxService.ListSandboxes:input_type -> labs.v1.ListSandboxesRequest
-	11, // 21: labs.v1.SandboxService.DeleteSandbox:input_type -> labs.v1.DeleteSandboxRequest
-	13, // 22: labs.v1.SandboxService.Exec:input_type -> labs.v1.ExecRequest
-	16, // 23: labs.v1.SandboxService.Capture:input_type -> labs.v1.CaptureRequest
-	18, // 24: labs.v1.SandboxService.AttachXDP:input_type -> labs.v1.AttachXDPRequest
-	20, // 25: labs.v1.SandboxService.Shell:input_type -> labs.v1.ShellRequest
-	6,  // 26: labs.v1.SandboxService.CreateSandbox:output_type -> labs.v1.CreateSandboxResponse
-	8,  // 27: labs.v1.SandboxService.GetSandbox:output_type -> labs.v1.GetSandboxResponse
-	10, // 28: labs.v1.SandboxService.ListSandboxes:output_type -> labs.v1.ListSandboxesResponse
-	12, // 29: labs.v1.SandboxService.DeleteSandbox:output_type -> labs.v1.DeleteSandboxResponse
-	14, // 30: labs.v1.SandboxService.Exec:output_type -> labs.v1.ExecResponse
-	17, // 31: labs.v1.SandboxService.Capture:output_type -> labs.v1.CaptureResponse
-	19, // 32: labs.v1.SandboxService.AttachXDP:output_type -> labs.v1.AttachXDPResponse
-	23, // 33: labs.v1.SandboxService.Shell:output_type -> labs.v1.ShellResponse
-	26, // [26:34] is the sub-list for method output_type
-	18, // [18:26] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	28, // 5: labs.v1.Sandbox.expire_time:type_name -> google.protobuf.Timestamp
+	28, // 6: labs.v1.Sandbox.idle_expire_time:type_name -> google.protobuf.Timestamp
+	3,  // 7: labs.v1.Node.interfaces:type_name -> labs.v1.Interface
+	29, // 8: labs.v1.CreateSandboxRequest.ttl:type_name -> google.protobuf.Duration
+	1,  // 9: labs.v1.CreateSandboxResponse.sandbox:type_name -> labs.v1.Sandbox
+	1,  // 10: labs.v1.GetSandboxResponse.sandbox:type_name -> labs.v1.Sandbox
+	1,  // 11: labs.v1.ListSandboxesResponse.sandboxes:type_name -> labs.v1.Sandbox
+	29, // 12: labs.v1.ExtendSandboxRequest.duration:type_name -> google.protobuf.Duration
+	1,  // 13: labs.v1.ExtendSandboxResponse.sandbox:type_name -> labs.v1.Sandbox
+	26, // 14: labs.v1.ExecRequest.env:type_name -> labs.v1.ExecRequest.EnvEntry
+	29, // 15: labs.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	17, // 16: labs.v1.ExecResponse.exit:type_name -> labs.v1.ExitStatus
+	29, // 17: labs.v1.CaptureRequest.since:type_name -> google.protobuf.Duration
+	23, // 18: labs.v1.ShellRequest.start:type_name -> labs.v1.ShellStart
+	24, // 19: labs.v1.ShellRequest.resize:type_name -> labs.v1.TerminalSize
+	24, // 20: labs.v1.ShellStart.size:type_name -> labs.v1.TerminalSize
+	27, // 21: labs.v1.ShellStart.env:type_name -> labs.v1.ShellStart.EnvEntry
+	17, // 22: labs.v1.ShellResponse.exit:type_name -> labs.v1.ExitStatus
+	5,  // 23: labs.v1.SandboxService.CreateSandbox:input_type -> labs.v1.CreateSandboxRequest
+	7,  // 24: labs.v1.SandboxService.GetSandbox:input_type -> labs.v1.GetSandboxRequest
+	9,  // 25: labs.v1.SandboxService.ListSandboxes:input_type -> labs.v1.ListSandboxesRequest
+	11, // 26: labs.v1.SandboxService.DeleteSandbox:input_type -> labs.v1.DeleteSandboxRequest
+	13, // 27: labs.v1.SandboxService.ExtendSandbox:input_type -> labs.v1.ExtendSandboxRequest
+	15, // 28: labs.v1.SandboxService.Exec:input_type -> labs.v1.ExecRequest
+	18, // 29: labs.v1.SandboxService.Capture:input_type -> labs.v1.CaptureRequest
+	20, // 30: labs.v1.SandboxService.AttachXDP:input_type -> labs.v1.AttachXDPRequest
+	22, // 31: labs.v1.SandboxService.Shell:input_type -> labs.v1.ShellRequest
+	6,  // 32: labs.v1.SandboxService.CreateSandbox:output_type -> labs.v1.CreateSandboxResponse
+	8,  // 33: labs.v1.SandboxService.GetSandbox:output_type -> labs.v1.GetSandboxResponse
+	10, // 34: labs.v1.SandboxService.ListSandboxes:output_type -> labs.v1.ListSandboxesResponse
+	12, // 35: labs.v1.SandboxService.DeleteSandbox:output_type -> labs.v1.DeleteSandboxResponse
+	14, // 36: labs.v1.SandboxService.ExtendSandbox:output_type -> labs.v1.ExtendSandboxResponse
+	16, // 37: labs.v1.SandboxService.Exec:output_type -> labs.v1.ExecResponse
+	19, // 38: labs.v1.SandboxService.Capture:output_type -> labs.v1.CaptureResponse
+	21, // 39: labs.v1.SandboxService.AttachXDP:output_type -> labs.v1.AttachXDPResponse
+	25, // 40: labs.v1.SandboxService.Shell:output_type -> labs.v1.ShellResponse
+	32, // [32:41] is the sub-list for method output_type
+	23, // [23:32] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_labs_v1_sandbox_proto_init() }
@@ -1865,17 +2031,17 @@ func file_labs_v1_sandbox_proto_init() {
 	if File_labs_v1_sandbox_proto != nil {
 		return
 	}
-	file_labs_v1_sandbox_proto_msgTypes[13].OneofWrappers = []any{
+	file_labs_v1_sandbox_proto_msgTypes[15].OneofWrappers = []any{
 		(*ExecResponse_Stdout)(nil),
 		(*ExecResponse_Stderr)(nil),
 		(*ExecResponse_Exit)(nil),
 	}
-	file_labs_v1_sandbox_proto_msgTypes[19].OneofWrappers = []any{
+	file_labs_v1_sandbox_proto_msgTypes[21].OneofWrappers = []any{
 		(*ShellRequest_Start)(nil),
 		(*ShellRequest_Stdin)(nil),
 		(*ShellRequest_Resize)(nil),
 	}
-	file_labs_v1_sandbox_proto_msgTypes[22].OneofWrappers = []any{
+	file_labs_v1_sandbox_proto_msgTypes[24].OneofWrappers = []any{
 		(*ShellResponse_Output)(nil),
 		(*ShellResponse_Exit)(nil),
 	}
@@ -1885,7 +2051,7 @@ func file_labs_v1_sandbox_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_labs_v1_sandbox_proto_rawDesc), len(file_labs_v1_sandbox_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const (
 	SandboxService_GetSandbox_FullMethodName    = "/labs.v1.SandboxService/GetSandbox"
 	SandboxService_ListSandboxes_FullMethodName = "/labs.v1.SandboxService/ListSandboxes"
 	SandboxService_DeleteSandbox_FullMethodName = "/labs.v1.SandboxService/DeleteSandbox"
+	SandboxService_ExtendSandbox_FullMethodName = "/labs.v1.SandboxService/ExtendSandbox"
 	SandboxService_Exec_FullMethodName          = "/labs.v1.SandboxService/Exec"
 	SandboxService_Capture_FullMethodName       = "/labs.v1.SandboxService/Capture"
 	SandboxService_AttachXDP_FullMethodName     = "/labs.v1.SandboxService/AttachXDP"
@@ -45,6 +46,10 @@ type SandboxServiceClient interface {
 	// DeleteSandbox tears a sandbox down. Deleting one that is gone is not
 	// an error.
 	DeleteSandbox(ctx context.Context, in *DeleteSandboxRequest, opts ...grpc.CallOption) (*DeleteSandboxResponse, error)
+	// ExtendSandbox pushes a READY sandbox's expire_time back, at most to
+	// the server's maximum lifetime from now: a longer extension is cut
+	// short, not refused (see capped). It also counts as activity.
+	ExtendSandbox(ctx context.Context, in *ExtendSandboxRequest, opts ...grpc.CallOption) (*ExtendSandboxResponse, error)
 	// Exec runs a command as root of a node and streams its output.
 	Exec(ctx context.Context, in *ExecRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExecResponse], error)
 	// Capture streams what the sandbox's links carry as pcapng: the
@@ -105,6 +110,16 @@ func (c *sandboxServiceClient) DeleteSandbox(ctx context.Context, in *DeleteSand
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DeleteSandboxResponse)
 	err := c.cc.Invoke(ctx, SandboxService_DeleteSandbox_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *sandboxServiceClient) ExtendSandbox(ctx context.Context, in *ExtendSandboxRequest, opts ...grpc.CallOption) (*ExtendSandboxResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExtendSandboxResponse)
+	err := c.cc.Invoke(ctx, SandboxService_ExtendSandbox_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +203,10 @@ type SandboxServiceServer interface {
 	// DeleteSandbox tears a sandbox down. Deleting one that is gone is not
 	// an error.
 	DeleteSandbox(context.Context, *DeleteSandboxRequest) (*DeleteSandboxResponse, error)
+	// ExtendSandbox pushes a READY sandbox's expire_time back, at most to
+	// the server's maximum lifetime from now: a longer extension is cut
+	// short, not refused (see capped). It also counts as activity.
+	ExtendSandbox(context.Context, *ExtendSandboxRequest) (*ExtendSandboxResponse, error)
 	// Exec runs a command as root of a node and streams its output.
 	Exec(*ExecRequest, grpc.ServerStreamingServer[ExecResponse]) error
 	// Capture streams what the sandbox's links carry as pcapng: the
@@ -225,6 +244,9 @@ func (UnimplementedSandboxServiceServer) ListSandboxes(context.Context, *ListSan
 }
 func (UnimplementedSandboxServiceServer) DeleteSandbox(context.Context, *DeleteSandboxRequest) (*DeleteSandboxResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteSandbox not implemented")
+}
+func (UnimplementedSandboxServiceServer) ExtendSandbox(context.Context, *ExtendSandboxRequest) (*ExtendSandboxResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExtendSandbox not implemented")
 }
 func (UnimplementedSandboxServiceServer) Exec(*ExecRequest, grpc.ServerStreamingServer[ExecResponse]) error {
 	return status.Error(codes.Unimplemented, "method Exec not implemented")
@@ -331,6 +353,24 @@ func _SandboxService_DeleteSandbox_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SandboxService_ExtendSandbox_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExtendSandboxRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SandboxServiceServer).ExtendSandbox(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SandboxService_ExtendSandbox_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SandboxServiceServer).ExtendSandbox(ctx, req.(*ExtendSandboxRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _SandboxService_Exec_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(ExecRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -400,6 +440,10 @@ var SandboxService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteSandbox",
 			Handler:    _SandboxService_DeleteSandbox_Handler,
+		},
+		{
+			MethodName: "ExtendSandbox",
+			Handler:    _SandboxService_ExtendSandbox_Handler,
 		},
 		{
 			MethodName: "AttachXDP",
