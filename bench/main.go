@@ -59,9 +59,16 @@ func run(labd, labsDir string, runs, execs int, topos []string) error {
 	defer os.RemoveAll(tmp)
 	os.Chmod(tmp, 0o711)
 	sock := filepath.Join(tmp, "labd.sock")
+	cgParent := "nslab-bench-" + filepath.Base(tmp)[len("nslab-bench-"):]
+	// labd leaves its (empty) cgroup parent behind; so must not we.
+	defer func() {
+		for _, d := range []string{"pids", "memory", "cpu", ""} {
+			os.Remove(filepath.Join("/sys/fs/cgroup", d, cgParent))
+		}
+	}()
 	cmd := exec.Command(labd, "--socket", sock, "--db", filepath.Join(tmp, "labd.db"),
 		"--state-dir", filepath.Join(tmp, "state"), "--labs", labsDir,
-		"--cgroup-parent", "nslab-bench-"+filepath.Base(tmp)[len("nslab-bench-"):], "--log-level", "warn")
+		"--cgroup-parent", cgParent, "--log-level", "warn")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start labd: %w", err)
