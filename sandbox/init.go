@@ -50,6 +50,12 @@ func initMain(args []string) int {
 		return fatalf("usage: %s STATEDIR SANDBOX NODE", argv0Init)
 	}
 	stateDir, sandbox, node := args[0], args[1], args[2]
+	// Nothing this process was handed — the control listener, the pipes,
+	// anything labd itself inherited — may pass on to the commands it
+	// runs: a node holding the listener could answer labd's requests.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fatalf("mark descriptors close-on-exec: %v", err)
+	}
 	// As PID 1 of its pid namespace the kernel already drops signals
 	// without a handler, but the Go runtime installs handlers for these;
 	// ignoring them keeps a learner's `kill 1` from ending the node.
@@ -101,6 +107,7 @@ func initMain(args []string) int {
 			if errors.Is(err, net.ErrClosed) {
 				return 1
 			}
+			time.Sleep(10 * time.Millisecond) // e.g. EMFILE: don't spin
 			continue
 		}
 		go serveCtl(r, c.(*net.UnixConn))

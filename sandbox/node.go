@@ -302,8 +302,20 @@ func (p *proc) exec(ctx context.Context, req ExecRequest, out OutputFunc) (ExitS
 	if werr != nil {
 		return ExitStatus{}, p.gone(fmt.Errorf("node %s: send exec: %w", p.name, werr))
 	}
+	// The first reply comes at once from a healthy init; never wait for
+	// it past the caller's context or a bound, whatever the node does.
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	stopWatch := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Now()) })
 	var rep wireReply
-	if _, err := readMsg(c, &rep); err != nil {
+	var rfds []int
+	rfds, err = readMsg(c, &rep)
+	closeFds(rfds) // a reply never carries descriptors; a hostile node's are dropped
+	stopWatch()
+	c.SetReadDeadline(time.Time{})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ExitStatus{}, ctx.Err()
+		}
 		return ExitStatus{}, p.gone(fmt.Errorf("node %s: exec reply: %w", p.name, err))
 	}
 	if rep.Error != "" {
@@ -367,7 +379,9 @@ func (p *proc) exec(ctx context.Context, req ExecRequest, out OutputFunc) (ExitS
 	exitc := make(chan wireReply, 1)
 	go func() {
 		var r wireReply
-		if _, err := readMsg(c, &r); err != nil {
+		fds, err := readMsg(c, &r)
+		closeFds(fds)
+		if err != nil {
 			r = wireReply{Exited: false, Error: err.Error()}
 		}
 		exitc <- r
@@ -433,7 +447,9 @@ func (p *proc) spawn(argv []string, self bool, logPath string) (int, error) {
 		return 0, fmt.Errorf("node %s: send spawn: %w", p.name, err)
 	}
 	var rep wireReply
-	if _, err := readMsg(c, &rep); err != nil {
+	fds, err := readMsg(c, &rep)
+	closeFds(fds)
+	if err != nil {
 		return 0, fmt.Errorf("node %s: spawn reply: %w", p.name, err)
 	}
 	if rep.Error != "" {
@@ -454,7 +470,8 @@ func (p *proc) ping() error {
 		return err
 	}
 	var rep wireReply
-	_, err = readMsg(c, &rep)
+	fds, err := readMsg(c, &rep)
+	closeFds(fds)
 	return err
 }
 

@@ -41,7 +41,9 @@ func labID(field, name string) (string, error) {
 	if id == "" {
 		return "", invalidField(field, "required: a lab id or labs/{lab}")
 	}
-	if strings.Contains(id, "/") {
+	if strings.Contains(id, "/") || len(id) > 40 || strings.IndexFunc(id, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-')
+	}) >= 0 {
 		return "", invalidField(field, "%q is not a lab name (labs/{lab})", name)
 	}
 	return id, nil

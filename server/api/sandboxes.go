@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -26,7 +27,19 @@ const (
 	defaultTimeout = 60 * time.Second
 	maxTimeout     = time.Hour
 	maxExecOutput  = 64 << 20 // per exec; the rest is drained and dropped
+	// maxCommandBytes keeps a request within one control-channel frame.
+	maxCommandBytes = 32 << 10
 )
+
+var nodeNameRE = regexp.MustCompile(`^[a-z]([a-z0-9-]*[a-z0-9])?$`)
+
+// checkNodeName refuses what no node can be called before any lookup.
+func checkNodeName(field, name string) error {
+	if len(name) > 12 || !nodeNameRE.MatchString(name) {
+		return invalidField(field, "%q is not a node name", name)
+	}
+	return nil
+}
 
 // Config wires a SandboxServer.
 type Config struct {
@@ -299,6 +312,25 @@ func (s *SandboxServer) Exec(req *labsv1.ExecRequest, stream labsv1.SandboxServi
 	}
 	if len(req.GetCommand()) == 0 || req.GetCommand()[0] == "" {
 		return toStatus(invalidField("command", "required: the program and its arguments"))
+	}
+	if err := checkNodeName("node", req.GetNode()); err != nil {
+		return toStatus(err)
+	}
+	size := len(req.GetWorkingDir())
+	for i, a := range req.GetCommand() {
+		if strings.ContainsRune(a, 0) {
+			return toStatus(invalidField("command", "argument %d contains a NUL byte", i))
+		}
+		size += len(a) + 1
+	}
+	if strings.ContainsRune(req.GetWorkingDir(), 0) {
+		return toStatus(invalidField("working_dir", "contains a NUL byte"))
+	}
+	for k, v := range req.GetEnv() {
+		size += len(k) + len(v) + 2
+	}
+	if size > maxCommandBytes {
+		return toStatus(invalidField("command", "command, environment and working_dir take %d bytes; at most %d", size, maxCommandBytes))
 	}
 	if len(req.GetStdin()) > maxStdin {
 		return toStatus(invalidField("stdin", "%d bytes is over the %d byte limit", len(req.GetStdin()), maxStdin))
