@@ -436,7 +436,7 @@ func TestSpoofedMarksForgedSources(t *testing.T) {
 		want bool
 	}{
 		{labs.Packet{Link: "l1", Endpoint: "h1:eth0", Src: "10.0.0.1"}, false},
-		{labs.Packet{Link: "l1", Endpoint: "h1:eth0", Src: "10.0.0.2"}, true}, // h1 claims to be h2
+		{labs.Packet{Link: "l1", Endpoint: "h1:eth0", Src: "10.0.0.2"}, true},  // h1 claims to be h2
 		{labs.Packet{Link: "l1", Endpoint: "h1:eth0", Src: "10.9.9.9"}, false}, // not a node of this link: forwarded or unknown
 		{labs.Packet{Link: "l2", Endpoint: "r1:eth1", Src: "10.0.0.2"}, false}, // another link: routed traffic
 	} {

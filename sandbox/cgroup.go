@@ -239,3 +239,42 @@ func (cg *cgroups) procsOf(sandbox, name string) []int {
 	}
 	return out
 }
+
+// limitGroup makes <parent>/<parts...> (for no parts: the parent itself)
+// and caps its pids and memory: the sum of what is below it may not
+// outgrow it, whatever each node's own limit says.
+func (cg *cgroups) limitGroup(lim cgLimits, parts ...string) error {
+	for _, d := range cg.dirs(parts...) {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("create cgroup %s: %w", d, err)
+		}
+	}
+	if cg.v2 {
+		_ = os.WriteFile(filepath.Join(cgroupRoot, "cgroup.subtree_control"), []byte("+pids +memory +cpu"), 0)
+		d := cg.dirs(parts...)[0]
+		_ = os.WriteFile(filepath.Join(d, "cgroup.subtree_control"), []byte("+pids +memory +cpu"), 0)
+		if err := os.WriteFile(filepath.Join(d, "pids.max"), []byte(strconv.Itoa(lim.pids)), 0); err != nil {
+			return fmt.Errorf("limit pids of %s: %w", d, err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "memory.max"), []byte(strconv.FormatInt(lim.memory, 10)), 0); err != nil {
+			return fmt.Errorf("limit memory of %s: %w", d, err)
+		}
+		return nil
+	}
+	for _, r := range cg.roots {
+		d := filepath.Join(append([]string{r, cg.parent}, parts...)...)
+		var file, val string
+		switch filepath.Base(r) {
+		case "pids":
+			file, val = "pids.max", strconv.Itoa(lim.pids)
+		case "memory":
+			file, val = "memory.limit_in_bytes", strconv.FormatInt(lim.memory, 10)
+		default:
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(d, file), []byte(val), 0); err != nil {
+			return fmt.Errorf("set %s of %s: %w", file, d, err)
+		}
+	}
+	return nil
+}

@@ -232,7 +232,9 @@ func (r *reaper) start(req *wireRequest, files []uintptr, ctty bool) (int, <-cha
 		Env:   env,
 		Files: files,
 		// A session of its own, so the whole group can be signalled.
-		Sys: &syscall.SysProcAttr{Setsid: true, Setctty: ctty, Ctty: 0},
+		// A cgroup namespace rooted at the node's own cgroup, so
+		// /proc/self/cgroup names nothing of the host's tree.
+		Sys: &syscall.SysProcAttr{Setsid: true, Setctty: ctty, Ctty: 0, Unshareflags: syscall.CLONE_NEWCGROUP},
 	}
 	ch := make(chan unix.WaitStatus, 1)
 	r.mu.Lock()

@@ -44,7 +44,12 @@ type Config struct {
 	// Per-node defaults when a lab sets no limits.
 	DefaultPids   int   // default 1024
 	DefaultMemory int64 // bytes, default 512 MiB
-	Logger        *slog.Logger
+	// Host-wide caps on everything under CgroupParent, so that all
+	// sandboxes together cannot exhaust the host: default half of
+	// kernel.pid_max, and three quarters of the host's memory.
+	MaxPids   int
+	MaxMemory int64
+	Logger    *slog.Logger
 }
 
 // Manager builds and destroys sandboxes. It keeps no state of its own
@@ -103,6 +108,25 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	cg, err := newCgroups(cfg.CgroupParent)
 	if err != nil {
+		return nil, err
+	}
+	if cfg.MaxPids == 0 {
+		cfg.MaxPids = 16384
+		if b, err := os.ReadFile("/proc/sys/kernel/pid_max"); err == nil {
+			if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				cfg.MaxPids = n / 2
+			}
+		}
+	}
+	if cfg.MaxMemory == 0 {
+		var si unix.Sysinfo_t
+		if err := unix.Sysinfo(&si); err == nil {
+			cfg.MaxMemory = int64(si.Totalram) * int64(si.Unit) / 4 * 3
+		} else {
+			cfg.MaxMemory = 8 << 30
+		}
+	}
+	if err := cg.limitGroup(cgLimits{pids: cfg.MaxPids, memory: cfg.MaxMemory}); err != nil {
 		return nil, err
 	}
 	return &Manager{stateDir: abs, exe: "/proc/self/exe", cg: cg, cfg: cfg, log: cfg.Logger}, nil
@@ -209,6 +233,21 @@ func (m *Manager) Build(ctx context.Context, lab *labs.Lab, id string, uidBases 
 		return nil, fmt.Errorf("chmod %s: %w", m.sandboxDir(id), err)
 	}
 	hosts := hostsFile(lab)
+	// The sandbox as a whole: its nodes' limits summed, plus the hub.
+	total := cgLimits{pids: 64, memory: 64 << 20}
+	for _, n := range lab.Nodes {
+		total.pids += m.cfg.DefaultPids
+		if n.Limits.Pids > 0 {
+			total.pids += n.Limits.Pids - m.cfg.DefaultPids
+		}
+		total.memory += m.cfg.DefaultMemory
+		if n.Limits.MemoryBytes > 0 {
+			total.memory += n.Limits.MemoryBytes - m.cfg.DefaultMemory
+		}
+	}
+	if err := m.cg.limitGroup(total, id); err != nil {
+		return nil, err
+	}
 
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
