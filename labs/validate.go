@@ -39,6 +39,12 @@ const (
 	maxWeight      = 256
 	minMemoryBytes = 16 << 20
 	maxServiceName = 32
+	// Bounds that keep one lab from building more than a host should give
+	// one learner: the containment of a node is only as good as its limits.
+	maxIfaces     = 32
+	maxSegments   = 128
+	maxNodePids   = 4096
+	maxNodeMemory = 4 << 30
 )
 
 var (
@@ -244,6 +250,15 @@ func (v *validator) nodes() {
 		v.rules(p, n)
 		v.sysctls(p, n)
 		v.services(p, n)
+		if len(n.Interfaces) > maxIfaces {
+			v.addf(p+".interfaces", "%d interfaces; at most %d per node", len(n.Interfaces), maxIfaces)
+		}
+		if n.Limits.Pids > maxNodePids {
+			v.addf(p+".limits.pids", "pids %d is over the most a lab may give a node (%d)", n.Limits.Pids, maxNodePids)
+		}
+		if n.Limits.MemoryBytes > maxNodeMemory {
+			v.addf(p+".limits.memory_bytes", "memory_bytes %d is over the most a lab may give a node (%d, 4 GiB)", n.Limits.MemoryBytes, maxNodeMemory)
+		}
 		if n.Limits.Pids < 0 {
 			v.addf(p+".limits.pids", "pids must not be negative")
 		}
@@ -794,6 +809,10 @@ func (v *validator) services(p string, n *Node) {
 
 func (v *validator) segments() {
 	l := v.lab
+	if n := len(l.Links) + len(l.Segments); n > maxSegments {
+		v.addf("links", "%d links and segments; at most %d", n, maxSegments)
+		return
+	}
 	names := make(map[string]string)
 	used := make(map[Endpoint]string)
 	check := func(kind string, segs []Segment) {
