@@ -489,6 +489,25 @@ func keyOf(p *labs.Packet) flowKey {
 
 func (k flowKey) String() string { return k.proto + " " + k.a + " <> " + k.b }
 
+// tcpContinues: an answer to a SYN (or SYN-ACK) must acknowledge it —
+// ack = its seq + 1 — so a segment forged without seeing the other side's
+// sequence number does not continue a handshake. Fixtures without
+// sequence numbers (both zero) are not judged on them.
+func tcpContinues(matched []*labs.Packet, p *labs.Packet) bool {
+	if len(matched) == 0 {
+		return true
+	}
+	prev := matched[len(matched)-1]
+	if prev.Proto != "tcp" || p.Proto != "tcp" || !strings.Contains(prev.Flags, "S") ||
+		p.Src != prev.Dst || p.Dst != prev.Src || !strings.Contains(p.Flags, "A") {
+		return true
+	}
+	if prev.Seq == 0 && p.Ack == 0 {
+		return true
+	}
+	return p.Ack == prev.Seq+1
+}
+
 func evalSequence(c *labs.PacketCheck, ps []*labs.Packet, scope string) outcome {
 	sel, rsel := c.Match, reversed(c.Match)
 	var order []flowKey
@@ -523,7 +542,18 @@ func evalSequence(c *labs.PacketCheck, ps []*labs.Packet, scope string) outcome 
 			if len(pr.matched) == len(c.Sequence) {
 				break
 			}
-			if packetMatches(&c.Sequence[len(pr.matched)], p) {
+			// A reset inside the sequence ends that attempt: a handshake
+			// whose client answered the SYN-ACK with RST never happened.
+			if len(pr.matched) > 0 && strings.Contains(p.Flags, "R") && !strings.Contains(c.Sequence[len(pr.matched)].Flags, "R") {
+				// Keep how far it got, for the message, then start over.
+				if best == nil || len(pr.matched) >= len(best.matched) {
+					cp := pr
+					best = &cp
+				}
+				pr = progress{key: k, last: -1}
+				continue
+			}
+			if packetMatches(&c.Sequence[len(pr.matched)], p) && tcpContinues(pr.matched, p) {
 				pr.matched = append(pr.matched, p)
 				pr.last = i
 			}
@@ -532,7 +562,7 @@ func evalSequence(c *labs.PacketCheck, ps []*labs.Packet, scope string) outcome 
 			return pass(fmt.Sprintf("saw %s in flow %s %s", seqText, k, scope), summaries(pr.matched)...)
 		}
 		// Prefer the flow that got furthest; among equals, the latest try.
-		if best == nil || len(pr.matched) >= len(best.matched) {
+		if len(pr.matched) > 0 && (best == nil || len(pr.matched) >= len(best.matched)) || best == nil {
 			pr := pr
 			best = &pr
 		}
