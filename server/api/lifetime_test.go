@@ -114,7 +114,7 @@ func TestActivityInterceptors(t *testing.T) {
 	}
 	defer st.Close()
 	const id = "s-aaa111"
-	if _, err := st.CreateSandbox(ctx, id, "routed", []string{"h1"}, 1<<20, 4); err != nil {
+	if _, err := st.CreateSandbox(ctx, id, "routed", "", []string{"h1"}, 1<<20, 4); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.SetState(ctx, id, store.StateReady, ""); err != nil {

@@ -127,14 +127,15 @@ func (s *SandboxServer) CreateSandbox(ctx context.Context, req *labsv1.CreateSan
 		}
 		return nil, toStatus(fmt.Errorf("lab %s cannot run here: %s: %w", lab.ID, strings.Join(probs, "; "), sandbox.ErrUnsupported))
 	}
-	sb, err := s.create(ctx, lab, ttl)
+	sb, err := s.create(ctx, lab, ttl, ownerOf(ctx))
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return &labsv1.CreateSandboxResponse{Sandbox: sb}, nil
 }
 
-func (s *SandboxServer) create(ctx context.Context, lab *labs.Lab, ttl time.Duration) (*labsv1.Sandbox, error) {
+// create builds lab for owner (see Caller.Subject).
+func (s *SandboxServer) create(ctx context.Context, lab *labs.Lab, ttl time.Duration, owner string) (*labsv1.Sandbox, error) {
 	names := make([]string, len(lab.Nodes))
 	for i, n := range lab.Nodes {
 		names[i] = n.Name
@@ -144,7 +145,7 @@ func (s *SandboxServer) create(ctx context.Context, lab *labs.Lab, ttl time.Dura
 	var err error
 	for range 5 { // a fresh id on the rare collision
 		id = sandbox.NewID()
-		nodes, err = s.cfg.Store.CreateSandbox(ctx, id, lab.ID, names, s.cfg.UIDStart, s.cfg.UIDSlots)
+		nodes, err = s.cfg.Store.CreateSandbox(ctx, id, lab.ID, owner, names, s.cfg.UIDStart, s.cfg.UIDSlots)
 		if !errors.Is(err, store.ErrAlreadyExists) {
 			break
 		}

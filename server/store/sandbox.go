@@ -34,8 +34,12 @@ const UIDRangeSize = 65536
 
 // Sandbox is one sandbox row with its nodes.
 type Sandbox struct {
-	ID      string
-	Lab     string // lab id
+	ID  string
+	Lab string // lab id
+	// Owner is the subject of the caller the sandbox was made for
+	// ("uid:1000" on the unix socket, a token's subject over TCP); ""
+	// for rows from before owners.
+	Owner   string
 	State   State
 	Failure string
 	Created time.Time
@@ -58,14 +62,14 @@ type Node struct {
 	StartTime uint64 // /proc/<pid>/stat field 22 of the init, for re-adoption
 }
 
-// CreateSandbox inserts a CREATING sandbox and its nodes, leasing one uid
+// CreateSandbox inserts a CREATING sandbox owned by owner and its nodes, leasing one uid
 // range per node in the same transaction. Ranges are
 // base = uidStart + k*UIDRangeSize for k in [0, uidSlots); the lowest free k
 // is taken, and a range overlapping any existing lease (say, one made under a
 // different uidStart) is not free. It fails with ErrExhausted when not enough
 // ranges are free, with ErrAlreadyExists when id is taken, and with
 // ErrInvalid for bad arguments; on any failure nothing is written.
-func (s *Store) CreateSandbox(ctx context.Context, id, lab string, nodeNames []string, uidStart uint32, uidSlots int) ([]Node, error) {
+func (s *Store) CreateSandbox(ctx context.Context, id, lab, owner string, nodeNames []string, uidStart uint32, uidSlots int) ([]Node, error) {
 	if err := validateCreate(id, lab, nodeNames, uidStart, uidSlots); err != nil {
 		return nil, fmt.Errorf("create sandbox %q: %w", id, err)
 	}
@@ -83,8 +87,8 @@ func (s *Store) CreateSandbox(ctx context.Context, id, lab string, nodeNames []s
 			return err
 		}
 		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO sandboxes (id, lab, state, created) VALUES (?, ?, ?, ?)`,
-			id, lab, StateCreating, nanos(time.Now())); err != nil {
+			`INSERT INTO sandboxes (id, lab, owner, state, created) VALUES (?, ?, ?, ?, ?)`,
+			id, lab, owner, StateCreating, nanos(time.Now())); err != nil {
 			return err
 		}
 		for i, name := range nodeNames {
@@ -228,14 +232,14 @@ func (s *Store) SetState(ctx context.Context, id string, st State, failure strin
 	return nil
 }
 
-const sandboxCols = `id, lab, state, failure, created, ready, expire, last_activity`
+const sandboxCols = `id, lab, owner, state, failure, created, ready, expire, last_activity`
 
 func scanSandbox(rows interface{ Scan(...any) error }) (*Sandbox, error) {
 	var (
 		sb                                Sandbox
 		created, ready, expire, lastActed int64
 	)
-	if err := rows.Scan(&sb.ID, &sb.Lab, &sb.State, &sb.Failure, &created, &ready, &expire, &lastActed); err != nil {
+	if err := rows.Scan(&sb.ID, &sb.Lab, &sb.Owner, &sb.State, &sb.Failure, &created, &ready, &expire, &lastActed); err != nil {
 		return nil, err
 	}
 	sb.Created, sb.Ready = fromNanos(created), fromNanos(ready)

@@ -34,7 +34,7 @@ func openTest(t *testing.T) *Store {
 
 func mustCreate(t *testing.T, s *Store, id string, nodes ...string) []Node {
 	t.Helper()
-	ns, err := s.CreateSandbox(t.Context(), id, "lab-"+id, nodes, testUIDStart, testSlots)
+	ns, err := s.CreateSandbox(t.Context(), id, "lab-"+id, "", nodes, testUIDStart, testSlots)
 	if err != nil {
 		t.Fatalf("CreateSandbox(%q): %v", id, err)
 	}
@@ -275,7 +275,7 @@ func TestCreateRejects(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := s.CreateSandbox(t.Context(), tc.id, tc.lab, tc.nodes, tc.uidStart, tc.slots)
+			_, err := s.CreateSandbox(t.Context(), tc.id, tc.lab, "", tc.nodes, tc.uidStart, tc.slots)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
@@ -289,7 +289,7 @@ func TestCreateRejects(t *testing.T) {
 	}
 
 	// The last slot of the full 32-bit space is usable.
-	ns, err := s.CreateSandbox(t.Context(), "top", "l", []string{"h1"}, 1<<31, 1<<15)
+	ns, err := s.CreateSandbox(t.Context(), "top", "l", "", []string{"h1"}, 1<<31, 1<<15)
 	if err != nil || ns[0].UIDBase != 1<<31 {
 		t.Errorf("full-width window: %v %+v", err, ns)
 	}
@@ -346,7 +346,7 @@ func TestLeases(t *testing.T) {
 					continue
 				}
 				sbBefore, lBefore := count(t, s, "sandboxes"), count(t, s, "uid_leases")
-				ns, err := s.CreateSandbox(ctx, st.create, "lab", st.nodes, testUIDStart, slots)
+				ns, err := s.CreateSandbox(ctx, st.create, "lab", "", st.nodes, testUIDStart, slots)
 				if st.err != nil {
 					if !errors.Is(err, st.err) {
 						t.Fatalf("step %d: got %v, want %v", i, err, st.err)
@@ -373,7 +373,7 @@ func TestLeases(t *testing.T) {
 
 func TestExhaustedNamesLimit(t *testing.T) {
 	s := openTest(t)
-	_, err := s.CreateSandbox(t.Context(), "big", "lab", []string{"a", "b", "c"}, testUIDStart, 2)
+	_, err := s.CreateSandbox(t.Context(), "big", "lab", "", []string{"a", "b", "c"}, testUIDStart, 2)
 	if !errors.Is(err, ErrExhausted) {
 		t.Fatalf("got %v, want ErrExhausted", err)
 	}
@@ -390,11 +390,11 @@ func TestLeasesRespectMisalignedWindows(t *testing.T) {
 	ctx := t.Context()
 	s := openTest(t)
 	const half = UIDRangeSize / 2
-	if _, err := s.CreateSandbox(ctx, "old", "lab", []string{"x"}, testUIDStart+half, 1); err != nil {
+	if _, err := s.CreateSandbox(ctx, "old", "lab", "", []string{"x"}, testUIDStart+half, 1); err != nil {
 		t.Fatal(err)
 	}
 	// Old lease covers half of slot 0 and half of slot 1 of the new window.
-	ns, err := s.CreateSandbox(ctx, "new", "lab", []string{"x"}, testUIDStart, 4)
+	ns, err := s.CreateSandbox(ctx, "new", "lab", "", []string{"x"}, testUIDStart, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +403,7 @@ func TestLeasesRespectMisalignedWindows(t *testing.T) {
 	}
 	// A window starting inside the old lease: its slot 0 meets "old", slots
 	// 1 and 2 meet "new", slot 3 is the first free one.
-	ns, err = s.CreateSandbox(ctx, "newer", "lab", []string{"x"}, testUIDStart+half+half/2, 4)
+	ns, err = s.CreateSandbox(ctx, "newer", "lab", "", []string{"x"}, testUIDStart+half+half/2, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,7 +434,7 @@ func TestConcurrentCreate(t *testing.T) {
 			for i := range workers {
 				wg.Go(func() {
 					id := fmt.Sprintf("s-%02d", i)
-					ns, err := s.CreateSandbox(ctx, id, "lab", []string{"a", "b"}, testUIDStart, tc.slots)
+					ns, err := s.CreateSandbox(ctx, id, "lab", "", []string{"a", "b"}, testUIDStart, tc.slots)
 					if errors.Is(err, ErrExhausted) {
 						return
 					}
@@ -690,7 +690,7 @@ func TestCanceledContext(t *testing.T) {
 	s := openTest(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := s.CreateSandbox(ctx, "a", "lab", []string{"h1"}, testUIDStart, testSlots); err == nil {
+	if _, err := s.CreateSandbox(ctx, "a", "lab", "", []string{"h1"}, testUIDStart, testSlots); err == nil {
 		t.Error("CreateSandbox with a canceled context succeeded")
 	}
 	if n := count(t, s, "sandboxes"); n != 0 {
