@@ -70,8 +70,40 @@ type Node struct {
 // ranges are free, with ErrAlreadyExists when id is taken, and with
 // ErrInvalid for bad arguments; on any failure nothing is written.
 func (s *Store) CreateSandbox(ctx context.Context, id, lab, owner string, nodeNames []string, uidStart uint32, uidSlots int) ([]Node, error) {
+	return s.CreateSandboxLimited(ctx, id, lab, owner, nodeNames, uidStart, uidSlots, Limits{})
+}
+
+// Limits bound what CreateSandboxLimited may add; a zero field is no limit.
+type Limits struct {
+	// PerOwner is the most sandboxes one owner may hold, counting every
+	// state but FAILED (a CREATING or DELETING one still holds kernel
+	// objects). It does not apply to the owner "".
+	PerOwner int
+}
+
+// QuotaError is the error of a create that would take an owner past
+// Limits.PerOwner. It wraps ErrExhausted.
+type QuotaError struct {
+	Owner       string
+	Have, Limit int
+}
+
+func (e *QuotaError) Error() string {
+	return fmt.Sprintf("%s has %d sandboxes, the limit is %d", e.Owner, e.Have, e.Limit)
+}
+
+func (e *QuotaError) Unwrap() error { return ErrExhausted }
+
+// CreateSandboxLimited is CreateSandbox within lim: the limits are counted
+// in the write transaction that inserts the row, so concurrent creates
+// cannot together pass a limit. Over a limit it fails with a *QuotaError
+// (ErrExhausted) and writes nothing.
+func (s *Store) CreateSandboxLimited(ctx context.Context, id, lab, owner string, nodeNames []string, uidStart uint32, uidSlots int, lim Limits) ([]Node, error) {
 	if err := validateCreate(id, lab, nodeNames, uidStart, uidSlots); err != nil {
 		return nil, fmt.Errorf("create sandbox %q: %w", id, err)
+	}
+	if lim.PerOwner < 0 {
+		return nil, fmt.Errorf("create sandbox %q: per-owner limit %d: %w", id, lim.PerOwner, ErrInvalid)
 	}
 	nodes := make([]Node, len(nodeNames))
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
@@ -81,6 +113,16 @@ func (s *Store) CreateSandbox(ctx context.Context, id, lab, owner string, nodeNa
 			return ErrAlreadyExists
 		case !errors.Is(err, sql.ErrNoRows):
 			return err
+		}
+		if lim.PerOwner > 0 && owner != "" {
+			var have int
+			if err := tx.QueryRowContext(ctx,
+				`SELECT COUNT(*) FROM sandboxes WHERE owner = ? AND state <> 'FAILED'`, owner).Scan(&have); err != nil {
+				return fmt.Errorf("count sandboxes of %q: %w", owner, err)
+			}
+			if have >= lim.PerOwner {
+				return &QuotaError{Owner: owner, Have: have, Limit: lim.PerOwner}
+			}
 		}
 		bases, err := freeBases(ctx, tx, len(nodeNames), uidStart, uidSlots)
 		if err != nil {
@@ -267,6 +309,19 @@ func (s *Store) GetSandbox(ctx context.Context, id string) (*Sandbox, error) {
 	return sb, nil
 }
 
+// LookupSandbox is GetSandbox without the nodes (Nodes is nil): one
+// point read, for the checks every call that names a sandbox makes.
+func (s *Store) LookupSandbox(ctx context.Context, id string) (*Sandbox, error) {
+	sb, err := scanSandbox(s.r.QueryRowContext(ctx, `SELECT `+sandboxCols+` FROM sandboxes WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sandbox %q: %w", id, err)
+	}
+	return sb, nil
+}
+
 // DefaultPageSize and MaxPageSize bound ListSandboxes' limit: limit <= 0
 // means DefaultPageSize, and larger limits are capped at MaxPageSize.
 const (
@@ -279,18 +334,23 @@ const (
 // the token for the next page or "" when there is none. A malformed token
 // fails with ErrInvalid.
 func (s *Store) ListSandboxes(ctx context.Context, limit int, pageToken string) ([]*Sandbox, string, error) {
+	return s.ListSandboxesIn(ctx, Scope{All: true}, limit, pageToken)
+}
+
+// ListSandboxesIn is ListSandboxes of the sandboxes in scope only.
+func (s *Store) ListSandboxesIn(ctx context.Context, scope Scope, limit int, pageToken string) ([]*Sandbox, string, error) {
 	if limit <= 0 {
 		limit = DefaultPageSize
 	}
 	limit = min(limit, MaxPageSize)
-	q := `SELECT ` + sandboxCols + ` FROM sandboxes`
-	args := []any{}
+	cond, args := scope.where("owner")
+	q := `SELECT ` + sandboxCols + ` FROM sandboxes WHERE ` + cond
 	if pageToken != "" {
 		created, id, err := decodePageToken(pageToken)
 		if err != nil {
 			return nil, "", fmt.Errorf("list sandboxes: %w", err)
 		}
-		q += ` WHERE (created, id) < (?, ?)`
+		q += ` AND (created, id) < (?, ?)`
 		args = append(args, created, id)
 	}
 	q += ` ORDER BY created DESC, id DESC LIMIT ?`
