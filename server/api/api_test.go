@@ -73,6 +73,8 @@ func TestToStatus(t *testing.T) {
 		{name: "kernel lacks feature", err: fmt.Errorf("lab x needs netem: %w", sandbox.ErrUnsupported), code: codes.FailedPrecondition},
 		{name: "sandbox gone", err: fmt.Errorf("adopt: %w", sandbox.ErrGone), code: codes.FailedPrecondition},
 		{name: "precondition", err: fmt.Errorf("sandbox s-abcdef is busy: %w", errPrecondition), code: codes.FailedPrecondition},
+		{name: "permission", err: fmt.Errorf("solve in s-abcdef: %w", errPermission), code: codes.PermissionDenied},
+		{name: "unauthenticated", err: fmt.Errorf("unknown token: %w", errUnauthenticated), code: codes.Unauthenticated},
 		{name: "plain error", err: errors.New("netlink: operation not permitted"), code: codes.Internal},
 		{name: "canceled", err: fmt.Errorf("build: %w", context.Canceled), code: codes.Canceled},
 		{name: "deadline", err: fmt.Errorf("build: %w", context.DeadlineExceeded), code: codes.DeadlineExceeded},

@@ -22,6 +22,11 @@ import (
 var (
 	errInvalid      = errors.New("invalid argument")
 	errPrecondition = errors.New("failed precondition")
+	// errPermission: the caller is known and may see the object, but
+	// not do this to it (a learner asking for a reference solution).
+	errPermission = errors.New("permission denied")
+	// errUnauthenticated: no caller could be established.
+	errUnauthenticated = errors.New("unauthenticated")
 )
 
 // fieldError is an invalid request field.
@@ -31,6 +36,18 @@ type fieldError struct {
 
 func (e *fieldError) Error() string { return e.field + ": " + e.msg }
 func (e *fieldError) Unwrap() error { return errInvalid }
+
+// messageErr replaces the message of the error it wraps.
+type messageErr struct {
+	msg string
+	err error
+}
+
+func (e *messageErr) Error() string { return e.msg }
+func (e *messageErr) Unwrap() error { return e.err }
+
+// withMessage is err (for errors.Is and toStatus) saying msg instead.
+func withMessage(err error, msg string) error { return &messageErr{msg: msg, err: err} }
 
 func invalidField(field, format string, args ...any) error {
 	return &fieldError{field: field, msg: fmt.Sprintf(format, args...)}
@@ -61,6 +78,10 @@ func toStatus(err error) error {
 		code = codes.FailedPrecondition
 	case errors.Is(err, store.ErrExhausted):
 		code = codes.ResourceExhausted
+	case errors.Is(err, errPermission):
+		code = codes.PermissionDenied
+	case errors.Is(err, errUnauthenticated):
+		code = codes.Unauthenticated
 	default:
 		code = codes.Internal
 	}

@@ -32,9 +32,24 @@ type GradingServer struct {
 // NewGradingServer returns a GradingService sharing sbx's sandboxes.
 func NewGradingServer(sbx *SandboxServer) *GradingServer { return &GradingServer{sbx: sbx} }
 
-// liveSandbox returns a READY sandbox's handle and lab.
+// liveSandbox returns a READY sandbox's handle and lab, if ctx's caller
+// may use it.
 func (s *SandboxServer) liveSandbox(ctx context.Context, field, name string) (*sandbox.Sandbox, *labs.Lab, error) {
+	sb, _, err := s.openSandbox(ctx, field, name, actUse)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sb, sb.Lab, nil
+}
+
+// openSandbox returns a READY sandbox's handle and row, if ctx's caller
+// may do act to it.
+func (s *SandboxServer) openSandbox(ctx context.Context, field, name string, act action) (*sandbox.Sandbox, *store.Sandbox, error) {
 	id, err := sandboxID(field, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	row, err := s.sandboxRow(ctx, id, act)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -42,13 +57,9 @@ func (s *SandboxServer) liveSandbox(ctx context.Context, field, name string) (*s
 	sb := s.live[id]
 	s.mu.Unlock()
 	if sb == nil {
-		row, err := s.cfg.Store.GetSandbox(ctx, id)
-		if err != nil {
-			return nil, nil, err
-		}
 		return nil, nil, fmt.Errorf("sandbox %s is %s, not READY: %w", id, strings.ToLower(string(row.State)), errPrecondition)
 	}
-	return sb, sb.Lab, nil
+	return sb, row, nil
 }
 
 func findExercise(lab *labs.Lab, id string) (*labs.Exercise, error) {
@@ -73,10 +84,11 @@ func labHash(l *labs.Lab) string {
 
 // Grade grades one exercise or all of them and stores each report.
 func (g *GradingServer) Grade(ctx context.Context, req *labsv1.GradeRequest) (*labsv1.GradeResponse, error) {
-	sb, lab, err := g.sbx.liveSandbox(ctx, "sandbox", req.GetSandbox())
+	sb, sbRow, err := g.sbx.openSandbox(ctx, "sandbox", req.GetSandbox(), actUse)
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	lab := sb.Lab
 	var exs []*labs.Exercise
 	if req.GetExercise() != "" {
 		ex, err := findExercise(lab, req.GetExercise())
@@ -105,7 +117,9 @@ func (g *GradingServer) Grade(ctx context.Context, req *labsv1.GradeRequest) (*l
 		if err != nil {
 			return nil, toStatus(err)
 		}
-		row := &store.Grade{Sandbox: sb.ID, Lab: lab.ID, LabHash: hash, Exercise: ex.ID, Time: start,
+		// The grade belongs to the sandbox's owner, whoever asked for it
+		// (an instructor grading a learner's work, say).
+		row := &store.Grade{Sandbox: sb.ID, Owner: sbRow.Owner, Lab: lab.ID, LabHash: hash, Exercise: ex.ID, Time: start,
 			Score: rep.Score, Max: rep.Max, Passed: rep.Passed, Duration: took, Report: body}
 		gid, err := g.sbx.cfg.Store.AddGrade(ctx, row)
 		if err != nil {
@@ -348,7 +362,10 @@ func gradeToProto(row *store.Grade, title string, rep *grader.Report) *labsv1.Gr
 }
 
 // ListGrades returns a sandbox's stored grades, newest first. It works
-// for deleted sandboxes too: grades are kept.
+// for deleted sandboxes too: grades are kept, with the owner they were
+// made for. Callers other than admins see the grades they may see (by
+// that owner), and NotFound when they may see neither the sandbox nor any
+// of its grades.
 func (g *GradingServer) ListGrades(ctx context.Context, req *labsv1.ListGradesRequest) (*labsv1.ListGradesResponse, error) {
 	id, err := sandboxID("sandbox", req.GetSandbox())
 	if err != nil {
@@ -358,12 +375,19 @@ func (g *GradingServer) ListGrades(ctx context.Context, req *labsv1.ListGradesRe
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	rows, next, err := g.sbx.cfg.Store.ListGrades(ctx, id, req.GetExercise(), size, req.GetPageToken())
+	scope := scopeOf(CallerFrom(ctx))
+	rows, next, err := g.sbx.cfg.Store.ListGradesIn(ctx, scope, id, req.GetExercise(), size, req.GetPageToken())
 	if err != nil {
 		if errors.Is(err, store.ErrInvalid) {
 			err = invalidField("page_token", "not a token this server issued")
 		}
 		return nil, toStatus(err)
+	}
+	if !scope.All && len(rows) == 0 && req.GetPageToken() == "" {
+		// None to show: is that "no grades yet" or "not yours"?
+		if _, err := g.sbx.sandboxRow(ctx, id, actRead); err != nil {
+			return nil, toStatus(err)
+		}
 	}
 	resp := &labsv1.ListGradesResponse{NextPageToken: next}
 	for _, row := range rows {
@@ -385,10 +409,11 @@ func (g *GradingServer) ListGrades(ctx context.Context, req *labsv1.ListGradesRe
 // Solve runs an exercise's reference solution, step by step, stopping at
 // the first step that fails.
 func (g *GradingServer) Solve(ctx context.Context, req *labsv1.SolveRequest) (*labsv1.SolveResponse, error) {
-	sb, lab, err := g.sbx.liveSandbox(ctx, "sandbox", req.GetSandbox())
+	sb, _, err := g.sbx.openSandbox(ctx, "sandbox", req.GetSandbox(), actSolve)
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	lab := sb.Lab
 	if req.GetExercise() == "" {
 		return nil, toStatus(invalidField("exercise", "required"))
 	}

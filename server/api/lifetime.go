@@ -62,6 +62,9 @@ func (s *SandboxServer) ExtendSandbox(ctx context.Context, req *labsv1.ExtendSan
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if _, err := s.sandboxRow(ctx, id, actUse); err != nil {
+		return nil, toStatus(err)
+	}
 	by := DefaultExtension
 	if d := req.GetDuration(); d != nil {
 		if err := d.CheckValid(); err != nil {
@@ -165,7 +168,7 @@ func activitySandbox(req any) string {
 // sandbox can forget it.
 func (s *SandboxServer) UnaryActivity(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if activityMethods[info.FullMethod] {
-		if id := activitySandbox(req); id != "" {
+		if id := activitySandbox(req); id != "" && s.visibleTo(ctx, id) {
 			s.touch(ctx, id, time.Now(), false)
 		}
 	}
@@ -202,7 +205,8 @@ func (as *activityStream) RecvMsg(m any) error {
 	}
 	as.mu.Lock()
 	if as.id == "" && !as.ended {
-		if id := activitySandbox(m); id != "" {
+		// A call refused for another's sandbox must not keep it alive.
+		if id := activitySandbox(m); id != "" && as.s.visibleTo(as.Context(), id) {
 			as.id = id
 			as.s.mu.Lock()
 			as.s.sessions[id]++

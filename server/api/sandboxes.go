@@ -56,6 +56,9 @@ type Config struct {
 	// request and how far ExtendSandbox may push an expiry from now;
 	// IdleTimeout is how long a sandbox may go without activity.
 	TTL, MaxTTL, IdleTimeout time.Duration
+	// MaxSandboxesPerOwner is the most sandboxes a caller other than an
+	// admin may hold (labd's --max-sandboxes-per-owner); 0 is no limit.
+	MaxSandboxesPerOwner int
 }
 
 // SandboxServer serves SandboxService. The store is the source of truth;
@@ -140,15 +143,31 @@ func (s *SandboxServer) create(ctx context.Context, lab *labs.Lab, ttl time.Dura
 	for i, n := range lab.Nodes {
 		names[i] = n.Name
 	}
+	// Admins are not held to the per-owner limit. It is counted in the
+	// transaction that writes the row: a refused create writes nothing
+	// and builds nothing.
+	var lim store.Limits
+	if !unrestricted(ctx) {
+		lim.PerOwner = s.cfg.MaxSandboxesPerOwner
+	}
 	var id string
 	var nodes []store.Node
 	var err error
 	for range 5 { // a fresh id on the rare collision
 		id = sandbox.NewID()
-		nodes, err = s.cfg.Store.CreateSandbox(ctx, id, lab.ID, owner, names, s.cfg.UIDStart, s.cfg.UIDSlots)
+		nodes, err = s.cfg.Store.CreateSandboxLimited(ctx, id, lab.ID, owner, names, s.cfg.UIDStart, s.cfg.UIDSlots, lim)
 		if !errors.Is(err, store.ErrAlreadyExists) {
 			break
 		}
+	}
+	if qe := (*store.QuotaError)(nil); errors.As(err, &qe) {
+		who := "owner " + qe.Owner
+		if c := CallerFrom(ctx); c != nil && c.Subject == qe.Owner {
+			who = c.Role + " " + qe.Owner
+		}
+		s.log.Info("create refused: per-owner limit", "owner", qe.Owner, "have", qe.Have, "limit", qe.Limit, "lab", lab.ID)
+		return nil, withMessage(err, fmt.Sprintf("create sandbox of lab %s: %s has %d sandboxes, the limit (--max-sandboxes-per-owner) is %d",
+			lab.ID, who, qe.Have, qe.Limit))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("create sandbox of lab %s: %w", lab.ID, err)
@@ -228,19 +247,23 @@ func (s *SandboxServer) GetSandbox(ctx context.Context, req *labsv1.GetSandboxRe
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if err := s.authorize(ctx, row, actRead); err != nil {
+		return nil, toStatus(err)
+	}
 	s.mu.Lock()
 	sb := s.live[id]
 	s.mu.Unlock()
 	return &labsv1.GetSandboxResponse{Sandbox: s.toProto(row, sb)}, nil
 }
 
-// ListSandboxes lists sandboxes newest first, without kernel detail.
+// ListSandboxes lists the sandboxes the caller may see, newest first,
+// without kernel detail.
 func (s *SandboxServer) ListSandboxes(ctx context.Context, req *labsv1.ListSandboxesRequest) (*labsv1.ListSandboxesResponse, error) {
 	size, err := pageSize(req.GetPageSize())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	rows, next, err := s.cfg.Store.ListSandboxes(ctx, size, req.GetPageToken())
+	rows, next, err := s.cfg.Store.ListSandboxesIn(ctx, scopeOf(CallerFrom(ctx)), size, req.GetPageToken())
 	if err != nil {
 		if errors.Is(err, store.ErrInvalid) {
 			err = invalidField("page_token", "not a token this server issued")
@@ -254,11 +277,18 @@ func (s *SandboxServer) ListSandboxes(ctx context.Context, req *labsv1.ListSandb
 	return resp, nil
 }
 
-// DeleteSandbox tears a sandbox down; deleting a missing one succeeds.
+// DeleteSandbox tears a sandbox down. For an admin, deleting a missing
+// one succeeds (and removes whatever the host still holds under its id);
+// anyone else gets NotFound for an id they may not see, missing or not.
 func (s *SandboxServer) DeleteSandbox(ctx context.Context, req *labsv1.DeleteSandboxRequest) (*labsv1.DeleteSandboxResponse, error) {
 	id, err := sandboxID("name", req.GetName())
 	if err != nil {
 		return nil, toStatus(err)
+	}
+	if !unrestricted(ctx) {
+		if _, err := s.sandboxRow(ctx, id, actUse); err != nil {
+			return nil, toStatus(err)
+		}
 	}
 	if err := s.delete(ctx, id); err != nil {
 		return nil, toStatus(err)
@@ -351,14 +381,14 @@ func (s *SandboxServer) Exec(req *labsv1.ExecRequest, stream labsv1.SandboxServi
 		env = append(env, k+"="+v)
 	}
 	sort.Strings(env)
+	row, err := s.sandboxRow(ctx, id, actUse)
+	if err != nil {
+		return toStatus(err)
+	}
 	s.mu.Lock()
 	sb := s.live[id]
 	s.mu.Unlock()
 	if sb == nil {
-		row, err := s.cfg.Store.GetSandbox(ctx, id)
-		if err != nil {
-			return toStatus(err)
-		}
 		return toStatus(fmt.Errorf("sandbox %s is %s, not READY: %w", id, strings.ToLower(string(row.State)), errPrecondition))
 	}
 	if !sb.HasNode(req.GetNode()) {
