@@ -1239,6 +1239,23 @@ func TestParseFlags(t *testing.T) {
 		{name: "window past 2^32", args: []string{"--uid-start", "4294901760", "--uid-slots", "2"}, wantErr: "--uid-start"},
 		{name: "negative slots", args: []string{"--uid-slots", "-1"}, wantErr: "--uid-slots"},
 		{name: "zero slots", args: []string{"--uid-slots", "0"}, wantErr: "--uid-slots"},
+		{name: "per-owner limit defaults to 3, no TCP", check: func(t *testing.T, o options) {
+			if o.maxPerOwner != 3 || o.listen != "" {
+				t.Errorf("maxPerOwner %d, listen %q", o.maxPerOwner, o.listen)
+			}
+		}},
+		{name: "no per-owner limit", args: []string{"--max-sandboxes-per-owner", "0"}},
+		{name: "negative per-owner limit", args: []string{"--max-sandboxes-per-owner", "-1"}, wantErr: "--max-sandboxes-per-owner"},
+		{name: "TCP without TLS", args: []string{"--listen", "127.0.0.1:7443"}, wantErr: "--tls-cert and --tls-key"},
+		{name: "TCP without a key", args: []string{"--listen", ":7443", "--tls-cert", "c.pem"}, wantErr: "--tls-key"},
+		{name: "TLS without TCP", args: []string{"--tls-cert", "c.pem", "--tls-key", "k.pem"}, wantErr: "only used with --listen"},
+		{name: "client CA without TCP", args: []string{"--tls-client-ca", "ca.pem"}, wantErr: "--tls-client-ca is only used with --listen"},
+		{name: "TCP with TLS and mTLS", args: []string{"--listen", ":7443", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-client-ca", "ca.pem"},
+			check: func(t *testing.T, o options) {
+				if o.listen != ":7443" || o.tlsCert != "c.pem" || o.tlsKey != "k.pem" || o.tlsClientCA != "ca.pem" {
+					t.Errorf("%+v", o)
+				}
+			}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,6 +1,8 @@
 // Command labd is the nslab server: it builds network-namespace sandboxes
 // from lab definitions and serves the labs.v1 gRPC API, by default on the
-// unix socket /run/nslab/labd.sock (mode 0660).
+// unix socket /run/nslab/labd.sock (mode 0660), and with --listen on TCP
+// with TLS and bearer tokens. `labd token create|list|revoke` manages the
+// tokens.
 package main
 
 import (
@@ -8,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -43,10 +46,23 @@ type options struct {
 	// reapEvery is how often expired and idle sandboxes are looked for;
 	// zero means api.DefaultReapInterval. Tests shorten it.
 	reapEvery time.Duration
+	// The TCP listener: address, TLS key pair, and the CA client
+	// certificates must be signed by ("" = none asked for).
+	listen, tlsCert, tlsKey, tlsClientCA string
+	// maxPerOwner is --max-sandboxes-per-owner (0 = unlimited).
+	maxPerOwner int
+	// listening, if not nil, is told the TCP listener's address once it
+	// is bound (tests listen on port 0).
+	listening func(net.Addr)
+	// logOut is where logs go; nil means stderr (tests read them).
+	logOut io.Writer
 }
 
 func main() {
 	sandbox.RunChild()
+	if len(os.Args) > 1 && os.Args[1] == "token" {
+		os.Exit(tokenCommand(context.Background(), os.Args[2:], os.Stdout, os.Stderr))
+	}
 	opts, err := parseFlags(os.Args[1:])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "labd: %v\n", err)
@@ -79,6 +95,15 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.ttl, "ttl", api.DefaultTTL, "a new sandbox's lifetime, unless its request asks for another")
 	fs.DurationVar(&o.maxTTL, "max-ttl", api.DefaultMaxTTL, "the longest lifetime a request may ask for, and the furthest from now an extension may push a sandbox's expiry")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", api.DefaultIdleTimeout, "delete a sandbox when nothing was done in it (exec, shell, grade, solve, capture, xdp) for this long")
+	fs.StringVar(&o.listen, "listen", "", "also serve on this TCP address (host:port), with TLS and bearer tokens; needs --tls-cert and --tls-key")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) of the --listen address")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&o.tlsClientCA, "tls-client-ca", "", "PEM CA certificates: with it, TCP clients must present a certificate signed by one of them (mTLS)")
+	fs.IntVar(&o.maxPerOwner, "max-sandboxes-per-owner", 3, "the most sandboxes one learner or instructor may hold at once; 0 = no limit (admins have none)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: labd [flags]\n       labd token create|list|revoke ... (labd token -h)\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -102,6 +127,12 @@ func parseFlags(args []string) (options, error) {
 	if o.ttl > o.maxTTL {
 		return o, fmt.Errorf("--ttl %s is longer than --max-ttl %s", o.ttl, o.maxTTL)
 	}
+	if o.maxPerOwner < 0 {
+		return o, fmt.Errorf("--max-sandboxes-per-owner %d: must be 0 (no limit) or more", o.maxPerOwner)
+	}
+	if err := checkTLSFlags(o); err != nil {
+		return o, err
+	}
 	return o, nil
 }
 
@@ -112,9 +143,19 @@ func run(ctx context.Context, o options, ready func()) error {
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	logOut := o.logOut
+	if logOut == nil {
+		logOut = os.Stderr
+	}
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
 	if os.Geteuid() != 0 {
 		return errors.New("labd must run as root: it creates namespaces, links and cgroups")
+	}
+	// Certificates are read before anything is touched: a bad file
+	// must not leave a half-started server.
+	tlsConfig, err := loadTLS(o)
+	if err != nil {
+		return err
 	}
 	catalog, err := labs.NewCatalog(o.labsDirs...)
 	if err != nil {
@@ -142,6 +183,7 @@ func run(ctx context.Context, o options, ready func()) error {
 		Store: st, Catalog: catalog, Manager: mgr, Logger: log,
 		UIDStart: uint32(o.uidStart), UIDSlots: o.uidSlots,
 		TTL: o.ttl, MaxTTL: o.maxTTL, IdleTimeout: o.idleTimeout,
+		MaxSandboxesPerOwner: o.maxPerOwner,
 	})
 	defer sandboxes.Close()
 	start := time.Now()
@@ -167,24 +209,47 @@ func run(ctx context.Context, o options, ready func()) error {
 	if err != nil {
 		return err
 	}
+	listeners := []net.Listener{ln}
+	tcpAddr := ""
+	if o.listen != "" {
+		tcp, err := net.Listen("tcp", o.listen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("--listen %s: %w", o.listen, err)
+		}
+		listeners = append(listeners, tcp)
+		tcpAddr = tcp.Addr().String()
+		if o.listening != nil {
+			o.listening(tcp.Addr())
+		}
+	}
+	// Every call is authenticated first, by its listener's credentials
+	// (SO_PEERCRED on the socket, TLS and a bearer token over TCP); the
+	// handlers authorize what the caller asks for.
+	auth := api.NewAuthenticator(st, log)
 	srv := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(sandboxes.UnaryActivity),
-		grpc.ChainStreamInterceptor(sandboxes.StreamActivity),
+		grpc.Creds(api.ServerCredentials(tlsConfig)),
+		grpc.ChainUnaryInterceptor(auth.Unary, sandboxes.UnaryActivity),
+		grpc.ChainStreamInterceptor(auth.Stream, sandboxes.StreamActivity),
 	)
 	labsv1.RegisterLabServiceServer(srv, api.NewLabServer(catalog))
 	labsv1.RegisterSandboxServiceServer(srv, sandboxes)
 	labsv1.RegisterGradingServiceServer(srv, api.NewGradingServer(sandboxes))
+	labsv1.RegisterTokenServiceServer(srv, api.NewTokenServer(st, log))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	for _, svc := range []string{labsv1.LabService_ServiceDesc.ServiceName, labsv1.SandboxService_ServiceDesc.ServiceName, labsv1.GradingService_ServiceDesc.ServiceName} {
+	for _, svc := range []string{labsv1.LabService_ServiceDesc.ServiceName, labsv1.SandboxService_ServiceDesc.ServiceName, labsv1.GradingService_ServiceDesc.ServiceName, labsv1.TokenService_ServiceDesc.ServiceName} {
 		hs.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
 	}
 	reflection.Register(srv)
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("labd serving", "socket", o.socket, "db", o.db, "labs", len(catalog.List()), "instance", st.InstanceID())
+	errc := make(chan error, len(listeners))
+	for _, l := range listeners {
+		go func() { errc <- srv.Serve(l) }()
+	}
+	log.Info("labd serving", "socket", o.socket, "listen", tcpAddr, "mtls", o.tlsClientCA != "",
+		"max_sandboxes_per_owner", o.maxPerOwner, "db", o.db, "labs", len(catalog.List()), "instance", st.InstanceID())
 	if ready != nil {
 		ready()
 	}
@@ -201,6 +266,7 @@ func run(ctx context.Context, o options, ready func()) error {
 		}
 		return nil
 	case err := <-errc:
+		srv.Stop()
 		return fmt.Errorf("serve: %w", err)
 	}
 }
