@@ -10,6 +10,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,7 @@ const (
 	defaultAddr    = "unix:///run/nslab/labd.sock"
 	defaultTimeout = 2 * time.Minute // create builds a whole topology
 	addrEnv        = "LABCTL_ADDR"
+	tokenEnv       = "NSLAB_TOKEN"
 )
 
 func main() {
@@ -53,7 +55,8 @@ func main() {
 // real ones; tests replace the dialer (bufconn), the environment, the clock
 // and the terminal.
 type config struct {
-	// dial connects to labd at the --addr value; nil means dialAddr.
+	// dial connects to labd at the --addr value; nil means the real
+	// connection (cli.dialAddr) with --token and the TLS flags.
 	dial func(addr string) (*grpc.ClientConn, error)
 	// getenv reads the environment; nil means os.Getenv.
 	getenv func(string) string
@@ -70,9 +73,6 @@ type config struct {
 
 // run executes one labctl invocation and returns its exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, stdin io.Reader, cfg config) int {
-	if cfg.dial == nil {
-		cfg.dial = dialAddr
-	}
 	if cfg.getenv == nil {
 		cfg.getenv = os.Getenv
 	}
@@ -105,6 +105,10 @@ type cli struct {
 	addr    string
 	timeout time.Duration
 	conn    *grpc.ClientConn
+	// Credentials: a bearer token (--token or $NSLAB_TOKEN), the CA that
+	// signed labd's certificate (--ca-cert; else the system's), and a
+	// client key pair for mTLS (--cert, --key).
+	token, caCert, cert, key string
 }
 
 // group is a heading of the root help and the commands under it.
@@ -161,6 +165,11 @@ func (c *cli) rootCommand() *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&c.addr, "addr", addr, "where labd listens (`ADDR`: unix:///path, unix:path or host:port; $"+addrEnv+")")
 	pf.DurationVar(&c.timeout, "timeout", defaultTimeout, "bound each call but streams (exec, shell, capture) to `DURATION`; 0: none")
+	// The token's default is not shown: help must not print a secret.
+	pf.StringVar(&c.token, "token", "", "bearer `TOKEN` to call labd with (needed over TCP; $"+tokenEnv+")")
+	pf.StringVar(&c.caCert, "ca-cert", "", "PEM `FILE` of the CA that signed labd's certificate (TCP; default: the system's)")
+	pf.StringVar(&c.cert, "cert", "", "PEM client certificate `FILE`, for a labd that requires client certificates (with --key)")
+	pf.StringVar(&c.key, "key", "", "PEM private key `FILE` of --cert")
 
 	groups := []group{
 		{"Labs", c.labsCommands()},
@@ -226,7 +235,7 @@ Global flags:
 // rootHelp lists every command, subcommands included, with its synopsis.
 func (c *cli) rootHelp(w io.Writer, root *cobra.Command, groups []group) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s\n\nUsage: labctl [--addr ADDR] [--timeout DURATION] COMMAND [ARGS]\n", root.Long)
+	fmt.Fprintf(&b, "%s\n\nUsage: labctl [--addr ADDR [--token TOKEN]] [--timeout DURATION] COMMAND [ARGS]\n", root.Long)
 	// One column for every group, so the descriptions line up throughout.
 	type row struct{ synopsis, short string }
 	rows := make([][]row, len(groups))
@@ -298,8 +307,21 @@ func (c *cli) checkGlobals() error {
 	if c.timeout < 0 {
 		return usageErr{msg: "--timeout must not be negative"}
 	}
-	if _, _, err := parseAddr(c.addr); err != nil {
+	_, local, err := parseAddr(c.addr)
+	if err != nil {
 		return usageErr{msg: "--addr: " + err.Error()}
+	}
+	if (c.cert == "") != (c.key == "") {
+		return usageErr{msg: "--cert and --key go together"}
+	}
+	if local && (c.caCert != "" || c.cert != "") {
+		return usageErr{msg: "--ca-cert, --cert and --key are for TLS, with a host:port --addr; the unix socket has none"}
+	}
+	if c.token == "" {
+		c.token = c.cfg.getenv(tokenEnv)
+	}
+	if strings.ContainsAny(c.token, " \t\r\n") {
+		return usageErr{msg: "--token: a token has no spaces or line breaks"}
 	}
 	return nil
 }
@@ -449,6 +471,10 @@ func (c *cli) report(ctx context.Context, err error) {
 		}
 	case codes.Unavailable:
 		fmt.Fprintf(c.stderr, "labctl: is labd running and listening on %s? (--addr or $%s)\n", c.addr, addrEnv)
+	case codes.Unauthenticated:
+		if c.token == "" {
+			fmt.Fprintf(c.stderr, "labctl: labd at %s wants a token: --token or $%s\n", c.addr, tokenEnv)
+		}
 	}
 }
 
@@ -472,18 +498,55 @@ func notFound(s subject, msg string) string {
 }
 
 // dialAddr connects to labd. Unix sockets are local and protected by file
-// permissions, so they are plaintext; labd serves TCP only with TLS.
-func dialAddr(addr string) (*grpc.ClientConn, error) {
+// permissions, so they are plaintext (labd knows the caller by its uid);
+// labd serves TCP only with TLS, and wants a token on every call there.
+func (c *cli) dialAddr(addr string) (*grpc.ClientConn, error) {
 	target, local, err := parseAddr(addr)
 	if err != nil {
 		return nil, err
 	}
-	creds := insecure.NewCredentials()
-	if !local {
-		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
+	opts := []grpc.DialOption{grpc.WithUserAgent("labctl")}
+	if local {
+		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	} else {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.caCert != "" {
+			pem, err := os.ReadFile(c.caCert)
+			if err != nil {
+				return nil, fmt.Errorf("--ca-cert: %w", err)
+			}
+			cfg.RootCAs = x509.NewCertPool()
+			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--ca-cert %s: no PEM certificate in it", c.caCert)
+			}
+		}
+		if c.cert != "" {
+			kp, err := tls.LoadX509KeyPair(c.cert, c.key)
+			if err != nil {
+				return nil, fmt.Errorf("--cert %s / --key %s: %w", c.cert, c.key, err)
+			}
+			cfg.Certificates = []tls.Certificate{kp}
+		}
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 	}
-	return grpc.NewClient(target, grpc.WithTransportCredentials(creds), grpc.WithUserAgent("labctl"))
+	if c.token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearerToken{secret: c.token, tls: !local}))
+	}
+	return grpc.NewClient(target, opts...)
 }
+
+// bearerToken sends "authorization: Bearer <secret>" with every call. It
+// demands TLS except on the unix socket, which never leaves the host.
+type bearerToken struct {
+	secret string
+	tls    bool
+}
+
+func (b bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + b.secret}, nil
+}
+
+func (b bearerToken) RequireTransportSecurity() bool { return b.tls }
 
 // parseAddr turns an --addr value into a gRPC target and says whether it is
 // a unix socket. gRPC resolves unix:///abs and unix:rel itself; a bare
@@ -507,7 +570,11 @@ func parseAddr(addr string) (target string, local bool, err error) {
 
 func (c *cli) connect() (*grpc.ClientConn, error) {
 	if c.conn == nil {
-		conn, err := c.cfg.dial(c.addr)
+		dial := c.cfg.dial
+		if dial == nil {
+			dial = c.dialAddr
+		}
+		conn, err := dial(c.addr)
 		if err != nil {
 			return nil, fmt.Errorf("connect to %s: %w", c.addr, err)
 		}

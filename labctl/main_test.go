@@ -640,6 +640,10 @@ func TestUsageErrors(t *testing.T) {
 		{"capture", "s-1", "--since", "-5s"},
 		{"capture", "s-1", "-w", ""},
 		{"capture", "s-1", "--since", "soon"},
+		{"--addr", "labd.example:7443", "--cert", "c.pem", "ls"},
+		{"--addr", "labd.example:7443", "--key", "k.pem", "ls"},
+		{"--ca-cert", "ca.pem", "ls"}, // TLS flags on the unix socket
+		{"--token", "two words", "ls"},
 	}
 	for _, args := range tests {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
