@@ -68,10 +68,15 @@ type Node struct {
 // is taken, and a range overlapping any existing lease (say, one made under a
 // different uidStart) is not free. It fails with ErrExhausted when not enough
 // ranges are free, with ErrAlreadyExists when id is taken, and with
-// ErrInvalid for bad arguments; on any failure nothing is written.
-func (s *Store) CreateSandbox(ctx context.Context, id, lab, owner string, nodeNames []string, uidStart uint32, uidSlots int) ([]Node, error) {
+// ErrInvalid for bad arguments, and as opts say (see WithCapacity); on
+// any failure nothing is written.
+func (s *Store) CreateSandbox(ctx context.Context, id, lab, owner string, nodeNames []string, uidStart uint32, uidSlots int, opts ...CreateOption) ([]Node, error) {
 	if err := validateCreate(id, lab, nodeNames, uidStart, uidSlots); err != nil {
 		return nil, fmt.Errorf("create sandbox %q: %w", id, err)
+	}
+	var o createOptions
+	for _, opt := range opts {
+		opt(&o)
 	}
 	nodes := make([]Node, len(nodeNames))
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
@@ -80,6 +85,9 @@ func (s *Store) CreateSandbox(ctx context.Context, id, lab, owner string, nodeNa
 		case err == nil:
 			return ErrAlreadyExists
 		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		if err := o.capacity.check(ctx, tx, len(nodeNames)); err != nil {
 			return err
 		}
 		bases, err := freeBases(ctx, tx, len(nodeNames), uidStart, uidSlots)
