@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -43,6 +44,10 @@ type options struct {
 	// reapEvery is how often expired and idle sandboxes are looked for;
 	// zero means api.DefaultReapInterval. Tests shorten it.
 	reapEvery time.Duration
+	// metrics is the address of the Prometheus /metrics listener, "" none.
+	metrics string
+	// Host-wide limits; 0 means none.
+	maxSandboxes, maxNodes int
 }
 
 func main() {
@@ -79,6 +84,9 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.ttl, "ttl", api.DefaultTTL, "a new sandbox's lifetime, unless its request asks for another")
 	fs.DurationVar(&o.maxTTL, "max-ttl", api.DefaultMaxTTL, "the longest lifetime a request may ask for, and the furthest from now an extension may push a sandbox's expiry")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", api.DefaultIdleTimeout, "delete a sandbox when nothing was done in it (exec, shell, grade, solve, capture, xdp) for this long")
+	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics over plain HTTP at `ADDR`/metrics (e.g. 127.0.0.1:9464); off when empty")
+	fs.IntVar(&o.maxSandboxes, "max-sandboxes", 500, "most sandboxes (not FAILED) the host holds at once; 0: no limit")
+	fs.IntVar(&o.maxNodes, "max-nodes", 2000, "most nodes the host's sandboxes hold at once; 0: no limit")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -101,6 +109,9 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.ttl > o.maxTTL {
 		return o, fmt.Errorf("--ttl %s is longer than --max-ttl %s", o.ttl, o.maxTTL)
+	}
+	if o.maxSandboxes < 0 || o.maxNodes < 0 {
+		return o, fmt.Errorf("--max-sandboxes %d, --max-nodes %d: must not be negative (0 is no limit)", o.maxSandboxes, o.maxNodes)
 	}
 	return o, nil
 }
@@ -138,10 +149,15 @@ func run(ctx context.Context, o options, ready func()) error {
 		}
 		defer lock.Close()
 	}
+	var metrics *api.Metrics
+	if o.metrics != "" {
+		metrics = api.NewMetrics()
+	}
 	sandboxes := api.NewSandboxServer(api.Config{
 		Store: st, Catalog: catalog, Manager: mgr, Logger: log,
 		UIDStart: uint32(o.uidStart), UIDSlots: o.uidSlots,
 		TTL: o.ttl, MaxTTL: o.maxTTL, IdleTimeout: o.idleTimeout,
+		Capacity: store.Capacity{Sandboxes: o.maxSandboxes, Nodes: o.maxNodes}, Metrics: metrics,
 	})
 	defer sandboxes.Close()
 	start := time.Now()
@@ -163,13 +179,20 @@ func run(ctx context.Context, o options, ready func()) error {
 		<-reaperDone
 	}()
 
+	if o.metrics != "" {
+		stopMetrics, err := serveMetrics(o.metrics, metrics, log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 	ln, err := listenUnix(o.socket)
 	if err != nil {
 		return err
 	}
 	srv := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(sandboxes.UnaryActivity),
-		grpc.ChainStreamInterceptor(sandboxes.StreamActivity),
+		grpc.ChainUnaryInterceptor(api.UnaryObserve(log, metrics), sandboxes.UnaryActivity),
+		grpc.ChainStreamInterceptor(api.StreamObserve(log, metrics), sandboxes.StreamActivity),
 	)
 	labsv1.RegisterLabServiceServer(srv, api.NewLabServer(catalog))
 	labsv1.RegisterSandboxServiceServer(srv, sandboxes)
@@ -192,6 +215,7 @@ func run(ctx context.Context, o options, ready func()) error {
 	case <-ctx.Done():
 		log.Info("shutting down")
 		hs.Shutdown()
+		sandboxes.Drain() // watch streams end now; creates get the grace below
 		stopped := make(chan struct{})
 		go func() { srv.GracefulStop(); close(stopped) }()
 		select {
@@ -203,6 +227,21 @@ func run(ctx context.Context, o options, ready func()) error {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
 	}
+}
+
+// serveMetrics serves m at http://addr/metrics until the returned func
+// is called.
+func serveMetrics(addr string, m *api.Metrics, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler())
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	log.Info("metrics serving", "addr", ln.Addr().String())
+	return func() { hs.Close() }, nil
 }
 
 // listenUnix listens on path with mode 0660, replacing a stale socket but

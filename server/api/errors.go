@@ -22,6 +22,8 @@ import (
 var (
 	errInvalid      = errors.New("invalid argument")
 	errPrecondition = errors.New("failed precondition")
+	errExhausted    = errors.New("resource exhausted")
+	errUnavailable  = errors.New("unavailable")
 )
 
 // fieldError is an invalid request field.
@@ -59,8 +61,10 @@ func toStatus(err error) error {
 		code = codes.InvalidArgument
 	case errors.Is(err, errPrecondition), errors.Is(err, sandbox.ErrUnsupported), errors.Is(err, sandbox.ErrGone):
 		code = codes.FailedPrecondition
-	case errors.Is(err, store.ErrExhausted):
+	case errors.Is(err, store.ErrExhausted), errors.Is(err, errExhausted):
 		code = codes.ResourceExhausted
+	case errors.Is(err, errUnavailable):
+		code = codes.Unavailable
 	default:
 		code = codes.Internal
 	}
