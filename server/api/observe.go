@@ -178,7 +178,7 @@ type serverCollector struct {
 
 func newServerCollector(s *SandboxServer) *serverCollector {
 	return &serverCollector{
-		s: s,
+		s:         s,
 		sandboxes: prometheus.NewDesc("nslab_sandboxes", "Sandboxes by state, as the store has them.", []string{"state"}, nil),
 		nodes:     prometheus.NewDesc("nslab_nodes", "Nodes of sandboxes not FAILED, each holding a uid range.", nil, nil),
 		live:      prometheus.NewDesc("nslab_nodes_live", "Nodes of the READY sandboxes labd holds open.", nil, nil),
