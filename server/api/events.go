@@ -136,22 +136,25 @@ func (b *broadcaster) publish(ev Event) (dropped int) {
 	return dropped
 }
 
-// takeLost returns how many events sub lost since it was last asked, and
-// discards what its buffer holds: a snapshot read after this call covers
-// all of it.
-func (b *broadcaster) takeLost(sub *subscription) int64 {
-	b.mu.Lock()
-	n := sub.lost
-	sub.lost = 0
-	b.mu.Unlock()
-	for {
+// takeLost returns how many events sub missed since it was last asked,
+// counting (and discarding) what its buffer holds, plus extra events the
+// caller took and will not send: a snapshot read after this call covers
+// all of them. A later loss signals lostCh again.
+func (b *broadcaster) takeLost(sub *subscription, extra int64) int64 {
+	n := extra
+	for drained := false; !drained; {
 		select {
 		case <-sub.ch:
-		case <-sub.lostCh:
+			n++
 		default:
-			return n
+			drained = true
 		}
 	}
+	b.mu.Lock()
+	n += sub.lost
+	sub.lost = 0
+	b.mu.Unlock()
+	return n
 }
 
 // hasLost reports whether sub has lost events not yet taken.
@@ -193,8 +196,7 @@ func (s *SandboxServer) emit(typ EventType, row *store.Sandbox, reason string, e
 	if row == nil {
 		return
 	}
-	dropped := s.events.publish(Event{Type: typ, Time: time.Now(), Sandbox: row, Reason: reason, Expiry: exp})
-	s.cfg.Metrics.eventsLost(dropped)
+	s.events.publish(Event{Type: typ, Time: time.Now(), Sandbox: row, Reason: reason, Expiry: exp})
 }
 
 // emitState publishes the state sandbox id is now in, as the store has
@@ -256,13 +258,13 @@ func (s *SandboxServer) WatchSandboxes(req *labsv1.WatchSandboxesRequest, stream
 		case <-sub.done:
 			return toStatus(fmt.Errorf("watch sandboxes: labd is shutting down: %w", errUnavailable))
 		case <-sub.lostCh:
-			if gone, err := s.resync(ctx, stream, sub); err != nil || gone {
+			if gone, err := s.resync(ctx, stream, sub, 0); err != nil || gone {
 				return err
 			}
 		case ev := <-sub.ch:
 			if s.events.hasLost(sub) {
 				// ev is older than the snapshot about to be sent.
-				if gone, err := s.resync(ctx, stream, sub); err != nil || gone {
+				if gone, err := s.resync(ctx, stream, sub, 1); err != nil || gone {
 					return err
 				}
 				continue
@@ -277,12 +279,14 @@ func (s *SandboxServer) WatchSandboxes(req *labsv1.WatchSandboxesRequest, stream
 	}
 }
 
-// resync tells the watcher how many events it lost and sends a snapshot.
-func (s *SandboxServer) resync(ctx context.Context, stream labsv1.SandboxService_WatchSandboxesServer, sub *subscription) (gone bool, err error) {
-	lost := s.events.takeLost(sub)
-	if lost == 0 {
-		return false, nil
+// resync tells the watcher how many events it lost (extra of them taken
+// by the caller) and sends a snapshot.
+func (s *SandboxServer) resync(ctx context.Context, stream labsv1.SandboxService_WatchSandboxesServer, sub *subscription, extra int64) (gone bool, err error) {
+	if !s.events.hasLost(sub) {
+		return false, nil // a signal left from a loss already reported
 	}
+	lost := s.events.takeLost(sub, extra)
+	s.cfg.Metrics.eventsLost(int(lost))
 	s.logger(ctx).Warn("watcher fell behind", "lost", lost)
 	if err := stream.Send(&labsv1.WatchSandboxesResponse{
 		Type: labsv1.WatchSandboxesResponse_TYPE_EVENTS_LOST, Time: timestamppb.Now(), Lost: lost,
