@@ -48,6 +48,9 @@ type options struct {
 	metrics string
 	// Host-wide limits; 0 means none.
 	maxSandboxes, maxNodes int
+	// grace is how long a shutdown waits for calls in progress (a
+	// create's build, an exec) before it cuts them short.
+	grace time.Duration
 }
 
 func main() {
@@ -87,6 +90,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics over plain HTTP at `ADDR`/metrics (e.g. 127.0.0.1:9464); off when empty")
 	fs.IntVar(&o.maxSandboxes, "max-sandboxes", 500, "most sandboxes (not FAILED) the host holds at once; 0: no limit")
 	fs.IntVar(&o.maxNodes, "max-nodes", 2000, "most nodes the host's sandboxes hold at once; 0: no limit")
+	fs.DurationVar(&o.grace, "shutdown-grace", 10*time.Second, "on SIGTERM, how long calls in progress may finish; then builds are cut short (their sandboxes FAILED) and streams ended")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -109,6 +113,9 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.ttl > o.maxTTL {
 		return o, fmt.Errorf("--ttl %s is longer than --max-ttl %s", o.ttl, o.maxTTL)
+	}
+	if o.grace < 0 {
+		return o, fmt.Errorf("--shutdown-grace %s: must not be negative", o.grace)
 	}
 	if o.maxSandboxes < 0 || o.maxNodes < 0 {
 		return o, fmt.Errorf("--max-sandboxes %d, --max-nodes %d: must not be negative (0 is no limit)", o.maxSandboxes, o.maxNodes)
@@ -220,7 +227,7 @@ func run(ctx context.Context, o options, ready func()) error {
 		go func() { srv.GracefulStop(); close(stopped) }()
 		select {
 		case <-stopped:
-		case <-time.After(10 * time.Second):
+		case <-time.After(o.grace):
 			srv.Stop()
 		}
 		return nil
