@@ -159,6 +159,11 @@ func run(ctx context.Context, o options, ready func()) error {
 	var metrics *api.Metrics
 	if o.metrics != "" {
 		metrics = api.NewMetrics()
+		stopMetrics, err := serveMetrics(o.metrics, metrics, log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
 	}
 	sandboxes := api.NewSandboxServer(api.Config{
 		Store: st, Catalog: catalog, Manager: mgr, Logger: log,
@@ -186,13 +191,6 @@ func run(ctx context.Context, o options, ready func()) error {
 		<-reaperDone
 	}()
 
-	if o.metrics != "" {
-		stopMetrics, err := serveMetrics(o.metrics, metrics, log)
-		if err != nil {
-			return err
-		}
-		defer stopMetrics()
-	}
 	ln, err := listenUnix(o.socket)
 	if err != nil {
 		return err

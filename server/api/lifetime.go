@@ -233,6 +233,7 @@ func (as *activityStream) end() {
 	}
 	as.s.mu.Unlock()
 	as.s.touch(as.Context(), id, time.Now(), false)
+	as.s.kickWarnings() // its idle deadline counts again
 }
 
 // RunReaper deletes sandboxes whose time is up until ctx is done: at

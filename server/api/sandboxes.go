@@ -148,8 +148,10 @@ func sandboxID(field, name string) (string, error) {
 }
 
 // CreateSandbox builds a lab and returns once it is READY. The store row
-// (with its uid leases) is written before the kernel is touched; a build
-// that fails is rolled back by the manager and its row removed.
+// (with its uid leases) is written before the kernel is touched, in the
+// transaction that checks the host's capacity; a build that fails is
+// rolled back and its row removed (kept as FAILED when labd's shutdown
+// cut it short).
 func (s *SandboxServer) CreateSandbox(ctx context.Context, req *labsv1.CreateSandboxRequest) (*labsv1.CreateSandboxResponse, error) {
 	labName, err := labID("lab", req.GetLab())
 	if err != nil {
