@@ -111,8 +111,8 @@ func (b *broadcaster) watchers() int {
 }
 
 // publish offers ev to every subscription that watches its sandbox and
-// may see it, and reports how many it had to drop.
-func (b *broadcaster) publish(ev Event) (dropped int) {
+// may see it; where a buffer is full the event is counted as lost.
+func (b *broadcaster) publish(ev Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for sub := range b.subs {
@@ -126,14 +126,12 @@ func (b *broadcaster) publish(ev Event) (dropped int) {
 		case sub.ch <- ev:
 		default:
 			sub.lost++
-			dropped++
 			select {
 			case sub.lostCh <- struct{}{}:
 			default:
 			}
 		}
 	}
-	return dropped
 }
 
 // takeLost returns how many events sub missed since it was last asked,
