@@ -173,7 +173,7 @@ func (c *cli) rootCommand() *cobra.Command {
 
 	groups := []group{
 		{"Labs", c.labsCommands()},
-		{"Sandboxes", []*cobra.Command{c.startCommand(), c.lsCommand(), c.showCommand(), c.topoCommand(), c.statusCommand(), c.extendCommand(), c.stopCommand()}},
+		{"Sandboxes", []*cobra.Command{c.startCommand(), c.lsCommand(), c.showCommand(), c.topoCommand(), c.statusCommand(), c.extendCommand(), c.stopCommand(), c.watchCommand()}},
 		{"Inside a sandbox", []*cobra.Command{c.shellCommand(), c.execCommand(), c.captureCommand(), c.xdpCommand()}},
 		{"Grading", []*cobra.Command{c.checkCommand(), c.gradesCommand(), c.solveCommand()}},
 		{"Other", []*cobra.Command{c.completionCommand(root)}},

@@ -55,6 +55,9 @@ type fakeLabd struct {
 	// capture is what Capture streams; with follow it then waits for the
 	// client to go away, as live capture does.
 	capture []*labsv1.CaptureResponse
+	// watch is what WatchSandboxes streams; then it waits for the client
+	// to go away, as a watch of every sandbox does.
+	watch []*labsv1.WatchSandboxesResponse
 
 	mu       sync.Mutex
 	requests []proto.Message

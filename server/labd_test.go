@@ -147,6 +147,9 @@ func newTestEnv(t *testing.T, files ...string) *testEnv {
 		uidStart: 1<<31 + uint(binary.LittleEndian.Uint16(k[:])%500)*64*sandbox.UIDRange,
 		uidSlots: 64,
 		logLevel: "warn",
+		grace:    10 * time.Second,
+		// labd's defaults: parseFlags sets them, these options bypass it.
+		maxSandboxes: 500, maxNodes: 2000,
 	}
 	if len(e.opts.socket) > 100 {
 		t.Fatalf("socket path %s is too long for a unix socket", e.opts.socket)
@@ -874,6 +877,11 @@ func startLabdProcess(t *testing.T, e *testEnv) *labdProcess {
 		"--socket", e.opts.socket, "--db", e.opts.db, "--state-dir", e.opts.stateDir,
 		"--cgroup-parent", e.opts.cgroupParent, "--log-level", e.opts.logLevel,
 		"--uid-start", strconv.FormatUint(uint64(e.opts.uidStart), 10), "--uid-slots", strconv.Itoa(e.opts.uidSlots),
+		"--shutdown-grace", e.opts.grace.String(),
+		"--max-sandboxes", strconv.Itoa(e.opts.maxSandboxes), "--max-nodes", strconv.Itoa(e.opts.maxNodes),
+	}
+	if e.opts.ttl > 0 {
+		args = append(args, "--ttl", e.opts.ttl.String())
 	}
 	for _, d := range e.opts.labsDirs {
 		args = append(args, "--labs", d)
@@ -981,28 +989,37 @@ func processGone(pid int) bool {
 }
 
 // TestLabdKilledDuringCreate kills labd (SIGKILL, a separate process) at
-// several points of a 20-node build; a restart must leave nothing of the
-// half-built sandbox on the host.
+// several points of a 20-node build, or stops it (SIGTERM, with a short
+// grace); a restart lists the half-built sandbox as FAILED (or READY,
+// if SIGTERM's grace let the build finish), nothing of a sandbox that is
+// not READY is left on the host, and the FAILED one expires.
 func TestLabdKilledDuringCreate(t *testing.T) {
 	requireRoot(t)
 	tests := []struct {
 		name string
+		sig  syscall.Signal
 		// when says the build has got far enough to kill labd.
 		when func(e *testEnv) bool
 	}{
-		{"state dir made", func(e *testEnv) bool { return len(e.sandboxStateDirs()) > 0 }},
-		{"first processes up", func(e *testEnv) bool { return len(e.taggedProcs()) >= 2 }},
-		{"all processes up", func(e *testEnv) bool { return len(e.taggedProcs()) >= 21 }}, // hub + 20 inits
+		{"state dir made", syscall.SIGKILL, func(e *testEnv) bool { return len(e.sandboxStateDirs()) > 0 }},
+		{"first processes up", syscall.SIGKILL, func(e *testEnv) bool { return len(e.taggedProcs()) >= 2 }},
+		{"all processes up", syscall.SIGKILL, func(e *testEnv) bool { return len(e.taggedProcs()) >= 21 }}, // hub + 20 inits
+		// Short names: the test's temp dir holds unix sockets.
+		{"term early", syscall.SIGTERM, func(e *testEnv) bool { return len(e.taggedProcs()) >= 2 }},
+		{"term late", syscall.SIGTERM, func(e *testEnv) bool { return len(e.taggedProcs()) >= 21 }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			killDuringCreate(t, tc.when)
+			killDuringCreate(t, tc.sig, tc.when)
 		})
 	}
 }
 
-func killDuringCreate(t *testing.T, when func(e *testEnv) bool) {
+func killDuringCreate(t *testing.T, sig syscall.Signal, when func(e *testEnv) bool) {
 	e := newTestEnv(t, "../labs/testdata/star20.yaml")
+	// SIGTERM: too little grace for a 20-node build, unless it is nearly
+	// done; either outcome must be clean.
+	e.opts.grace = 10 * time.Millisecond
 	start := time.Now()
 	proc := startLabdProcess(t, e)
 	t.Logf("labd process serving after %s", time.Since(start).Round(time.Millisecond))
@@ -1025,9 +1042,15 @@ func killDuringCreate(t *testing.T, when func(e *testEnv) bool) {
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
-	proc.kill(t)
 	ids := e.sandboxStateDirs()
-	t.Logf("killed labd during the create of %q; host holds cgroups %q, %d processes", ids, e.sandboxCgroups(), len(e.taggedProcs()))
+	var pids []int
+	for pid := range e.taggedProcs() {
+		pids = append(pids, pid)
+	}
+	ns := netnsOf(pids)
+	proc.signal(t, sig)
+	t.Logf("labd %s during the create of %q (its processes were in %d network namespaces); then the host holds cgroups %q, %d processes",
+		sig, ids, len(ns), e.sandboxCgroups(), len(e.taggedProcs()))
 	select {
 	case err := <-created:
 		if err == nil {
@@ -1038,16 +1061,48 @@ func killDuringCreate(t *testing.T, when func(e *testEnv) bool) {
 	}
 
 	start = time.Now()
+	// FAILED sandboxes are kept for a --ttl from the restart: a short one
+	// shows them go.
+	e.opts.ttl, e.opts.maxTTL, e.opts.reapEvery = 3*time.Second, time.Hour, 100*time.Millisecond
 	l := startLabd(t, e)
-	t.Logf("restart after kill -9 took %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("restart after %s took %s", sig, time.Since(start).Round(time.Millisecond))
 	ready := map[string]bool{}
-	for id, sb := range l.listAll(t) {
+	listed := l.listAll(t)
+	for id, sb := range listed {
 		switch sb.GetState() {
 		case labsv1.Sandbox_STATE_READY:
 			ready[id] = true
-		case labsv1.Sandbox_STATE_CREATING:
-			t.Errorf("sandbox %s still CREATING after restart", id)
+		case labsv1.Sandbox_STATE_FAILED:
+			if sb.GetFailureReason() != "labd stopped while it was being built" || len(sb.GetNodes()) != 0 || sb.GetExpireTime() == nil {
+				t.Errorf("FAILED sandbox %s: reason %q, %d nodes, expire_time %v; want the reason, no nodes, an expiry",
+					id, sb.GetFailureReason(), len(sb.GetNodes()), sb.GetExpireTime())
+			}
+		default:
+			t.Errorf("sandbox %s is %v after restart", id, sb.GetState())
 		}
+	}
+	for _, id := range ids {
+		if sb, ok := listed[id]; !ok {
+			t.Errorf("the half-built sandbox %s is not listed after restart", id)
+		} else {
+			t.Logf("after restart %s is %v %s", id, sb.GetState(), sb.GetFailureReason())
+		}
+		if sig == syscall.SIGKILL && listed[id].GetState() != labsv1.Sandbox_STATE_FAILED {
+			t.Errorf("after kill -9 mid-build %s is %v, want FAILED", id, listed[id].GetState())
+		}
+		if !ready[id] && e.leases(t, id) != 0 {
+			t.Errorf("FAILED sandbox %s keeps %d uid leases", id, e.leases(t, id))
+		}
+	}
+	var readyNS []int
+	for id := range ready {
+		readyNS = append(readyNS, e.sandboxPids(id)...)
+	}
+	for n := range netnsOf(readyNS) {
+		delete(ns, n)
+	}
+	if h := netnsHolders(ns); len(h) > 0 {
+		t.Errorf("network namespaces of the half-built sandbox still held: %q", h)
 	}
 	// Nothing on the host may belong to a sandbox that is not READY.
 	var stray []string
@@ -1067,7 +1122,14 @@ func killDuringCreate(t *testing.T, when func(e *testEnv) bool) {
 		t.Errorf("after restart the host holds objects of sandboxes that are not READY:\n%s", strings.Join(stray, "\n"))
 	}
 
-	for id := range l.listAll(t) {
+	for id, sb := range l.listAll(t) {
+		// A FAILED row that the restart made expires at its --ttl; one the
+		// stopping labd made (SIGTERM) keeps its own, and is deleted.
+		if sb.GetState() == labsv1.Sandbox_STATE_FAILED && time.Until(sb.GetExpireTime().AsTime()) < 10*time.Second {
+			took := l.waitGone(t, id, 15*time.Second)
+			t.Logf("FAILED %s expired %s after the restart's checks", id, took.Round(10*time.Millisecond))
+			continue
+		}
 		l.delete(t, id)
 	}
 	if all := l.listAll(t); len(all) > 0 {
@@ -1256,6 +1318,20 @@ func TestParseFlags(t *testing.T) {
 					t.Errorf("%+v", o)
 				}
 			}},
+		{name: "ops defaults", check: func(t *testing.T, o options) {
+			if o.metrics != "" || o.maxSandboxes != 500 || o.maxNodes != 2000 || o.grace != 10*time.Second {
+				t.Errorf("metrics %q, max-sandboxes %d, max-nodes %d, shutdown-grace %s", o.metrics, o.maxSandboxes, o.maxNodes, o.grace)
+			}
+		}},
+		{name: "ops set", args: []string{"--metrics", "127.0.0.1:9464", "--max-sandboxes", "0", "--max-nodes", "40", "--shutdown-grace", "1m"},
+			check: func(t *testing.T, o options) {
+				if o.metrics != "127.0.0.1:9464" || o.maxSandboxes != 0 || o.maxNodes != 40 || o.grace != time.Minute {
+					t.Errorf("metrics %q, max-sandboxes %d, max-nodes %d, shutdown-grace %s", o.metrics, o.maxSandboxes, o.maxNodes, o.grace)
+				}
+			}},
+		{name: "negative max sandboxes", args: []string{"--max-sandboxes", "-1"}, wantErr: "--max-sandboxes"},
+		{name: "negative max nodes", args: []string{"--max-nodes", "-1"}, wantErr: "--max-nodes"},
+		{name: "negative grace", args: []string{"--shutdown-grace", "-1s"}, wantErr: "--shutdown-grace"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -56,6 +57,13 @@ type options struct {
 	listening func(net.Addr)
 	// logOut is where logs go; nil means stderr (tests read them).
 	logOut io.Writer
+	// metrics is the address of the Prometheus /metrics listener, "" none.
+	metrics string
+	// Host-wide limits; 0 means none.
+	maxSandboxes, maxNodes int
+	// grace is how long a shutdown waits for calls in progress (a
+	// create's build, an exec) before it cuts them short.
+	grace time.Duration
 }
 
 func main() {
@@ -104,6 +112,10 @@ func parseFlags(args []string) (options, error) {
 		fmt.Fprintf(fs.Output(), "Usage: labd [flags]\n       labd token create|list|revoke ... (labd token -h)\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
+	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics over plain HTTP at `ADDR`/metrics (e.g. 127.0.0.1:9464); off when empty")
+	fs.IntVar(&o.maxSandboxes, "max-sandboxes", 500, "most sandboxes (not FAILED) the host holds at once; 0: no limit")
+	fs.IntVar(&o.maxNodes, "max-nodes", 2000, "most nodes the host's sandboxes hold at once; 0: no limit")
+	fs.DurationVar(&o.grace, "shutdown-grace", 10*time.Second, "on SIGTERM, how long calls in progress may finish; then builds are cut short (their sandboxes FAILED) and streams ended")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -132,6 +144,12 @@ func parseFlags(args []string) (options, error) {
 	}
 	if err := checkTLSFlags(o); err != nil {
 		return o, err
+	}
+	if o.grace < 0 {
+		return o, fmt.Errorf("--shutdown-grace %s: must not be negative", o.grace)
+	}
+	if o.maxSandboxes < 0 || o.maxNodes < 0 {
+		return o, fmt.Errorf("--max-sandboxes %d, --max-nodes %d: must not be negative (0 is no limit)", o.maxSandboxes, o.maxNodes)
 	}
 	return o, nil
 }
@@ -179,11 +197,21 @@ func run(ctx context.Context, o options, ready func()) error {
 		}
 		defer lock.Close()
 	}
+	var metrics *api.Metrics
+	if o.metrics != "" {
+		metrics = api.NewMetrics()
+		stopMetrics, err := serveMetrics(o.metrics, metrics, log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 	sandboxes := api.NewSandboxServer(api.Config{
 		Store: st, Catalog: catalog, Manager: mgr, Logger: log,
 		UIDStart: uint32(o.uidStart), UIDSlots: o.uidSlots,
 		TTL: o.ttl, MaxTTL: o.maxTTL, IdleTimeout: o.idleTimeout,
 		MaxSandboxesPerOwner: o.maxPerOwner,
+		Capacity:             store.Capacity{Sandboxes: o.maxSandboxes, Nodes: o.maxNodes}, Metrics: metrics,
 	})
 	defer sandboxes.Close()
 	start := time.Now()
@@ -227,10 +255,11 @@ func run(ctx context.Context, o options, ready func()) error {
 	// (SO_PEERCRED on the socket, TLS and a bearer token over TCP); the
 	// handlers authorize what the caller asks for.
 	auth := api.NewAuthenticator(st, log)
+	auth.OnFailure = metrics.AuthFailure
 	srv := grpc.NewServer(
 		grpc.Creds(api.ServerCredentials(tlsConfig)),
-		grpc.ChainUnaryInterceptor(auth.Unary, sandboxes.UnaryActivity),
-		grpc.ChainStreamInterceptor(auth.Stream, sandboxes.StreamActivity),
+		grpc.ChainUnaryInterceptor(api.UnaryObserve(log, metrics), auth.Unary, sandboxes.UnaryActivity),
+		grpc.ChainStreamInterceptor(api.StreamObserve(log, metrics), auth.Stream, sandboxes.StreamActivity),
 	)
 	labsv1.RegisterLabServiceServer(srv, api.NewLabServer(catalog))
 	labsv1.RegisterSandboxServiceServer(srv, sandboxes)
@@ -257,11 +286,12 @@ func run(ctx context.Context, o options, ready func()) error {
 	case <-ctx.Done():
 		log.Info("shutting down")
 		hs.Shutdown()
+		sandboxes.Drain() // watch streams end now; creates get the grace below
 		stopped := make(chan struct{})
 		go func() { srv.GracefulStop(); close(stopped) }()
 		select {
 		case <-stopped:
-		case <-time.After(10 * time.Second):
+		case <-time.After(o.grace):
 			srv.Stop()
 		}
 		return nil
@@ -269,6 +299,21 @@ func run(ctx context.Context, o options, ready func()) error {
 		srv.Stop()
 		return fmt.Errorf("serve: %w", err)
 	}
+}
+
+// serveMetrics serves m at http://addr/metrics until the returned func
+// is called.
+func serveMetrics(addr string, m *api.Metrics, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler())
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	log.Info("metrics serving", "addr", ln.Addr().String())
+	return func() { hs.Close() }, nil
 }
 
 // listenUnix listens on path with mode 0660, replacing a stale socket but

@@ -27,6 +27,8 @@ var (
 	errPermission = errors.New("permission denied")
 	// errUnauthenticated: no caller could be established.
 	errUnauthenticated = errors.New("unauthenticated")
+	errExhausted       = errors.New("resource exhausted")
+	errUnavailable     = errors.New("unavailable")
 )
 
 // fieldError is an invalid request field.
@@ -76,12 +78,14 @@ func toStatus(err error) error {
 		code = codes.InvalidArgument
 	case errors.Is(err, errPrecondition), errors.Is(err, sandbox.ErrUnsupported), errors.Is(err, sandbox.ErrGone):
 		code = codes.FailedPrecondition
-	case errors.Is(err, store.ErrExhausted):
+	case errors.Is(err, store.ErrExhausted), errors.Is(err, errExhausted):
 		code = codes.ResourceExhausted
 	case errors.Is(err, errPermission):
 		code = codes.PermissionDenied
 	case errors.Is(err, errUnauthenticated):
 		code = codes.Unauthenticated
+	case errors.Is(err, errUnavailable):
+		code = codes.Unavailable
 	default:
 		code = codes.Internal
 	}

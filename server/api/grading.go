@@ -113,6 +113,7 @@ func (g *GradingServer) Grade(ctx context.Context, req *labsv1.GradeRequest) (*l
 			return nil, toStatus(fmt.Errorf("grade %s/%s: %w", sb.ID, ex.ID, err))
 		}
 		took := time.Since(start)
+		g.sbx.cfg.Metrics.graded(lab.ID, took)
 		body, err := json.Marshal(rep)
 		if err != nil {
 			return nil, toStatus(err)

@@ -88,6 +88,7 @@ func (s *SandboxServer) ExtendSandbox(ctx context.Context, req *labsv1.ExtendSan
 		msg += fmt.Sprintf(" (capped: at most %s from now)", s.cfg.MaxTTL)
 	}
 	s.cfg.Store.RecordEvent(ctx, id, "extended", msg)
+	s.emit(EventExtended, row, msg, nil)
 	s.mu.Lock()
 	sb := s.live[id]
 	s.mu.Unlock()
@@ -236,12 +237,14 @@ func (as *activityStream) end() {
 	}
 	as.s.mu.Unlock()
 	as.s.touch(as.Context(), id, time.Now(), false)
+	as.s.kickWarnings() // its idle deadline counts again
 }
 
 // RunReaper deletes sandboxes whose time is up until ctx is done: at
 // once, then every interval (DefaultReapInterval if interval <= 0). Call
 // it once, after Reconcile. It first restarts the idle clocks of the
 // re-adopted sandboxes and gives those from before lifetimes an expiry.
+// Alongside, it publishes expiry warnings to watchers as each falls due.
 // A deletion in progress when ctx ends is finished before it returns.
 func (s *SandboxServer) RunReaper(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
@@ -253,6 +256,13 @@ func (s *SandboxServer) RunReaper(ctx context.Context, interval time.Duration) {
 	} else if n > 0 {
 		s.log.Info("idle clocks restarted", "sandboxes", n)
 	}
+	var warner sync.WaitGroup
+	wctx, stopWarner := context.WithCancel(ctx)
+	warner.Go(func() { s.runWarnings(wctx) })
+	defer func() {
+		stopWarner()
+		warner.Wait()
+	}()
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
@@ -267,10 +277,10 @@ func (s *SandboxServer) RunReaper(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// Reap deletes every READY sandbox that is due now (expired, or idle with
-// no open session), through the same path as DeleteSandbox, after
-// recording an "expired" event that says why. Grades are kept. It returns
-// the ids it deleted.
+// Reap deletes every sandbox that is due now (READY or FAILED and
+// expired, or READY and idle with no open session), through the same
+// path as DeleteSandbox, after recording an "expired" event that says
+// why. Grades are kept. It returns the ids it deleted.
 func (s *SandboxServer) Reap(ctx context.Context) ([]string, error) {
 	now := time.Now()
 	s.touchSessions(ctx, now)
@@ -300,7 +310,7 @@ func (s *SandboxServer) Reap(ctx context.Context) ([]string, error) {
 		why := expiryReason(d, s.cfg.IdleTimeout)
 		s.log.Info("sandbox expired", "sandbox", d.ID, "reason", why)
 		s.cfg.Store.RecordEvent(context.WithoutCancel(ctx), d.ID, "expired", why)
-		if err := s.delete(ctx, d.ID); err != nil {
+		if err := s.delete(ctx, d.ID, "expired: "+why); err != nil {
 			errs = append(errs, fmt.Errorf("delete expired sandbox %s: %w", d.ID, err))
 			continue
 		}

@@ -59,6 +59,10 @@ type Config struct {
 	// MaxSandboxesPerOwner is the most sandboxes a caller other than an
 	// admin may hold (labd's --max-sandboxes-per-owner); 0 is no limit.
 	MaxSandboxesPerOwner int
+	// Capacity bounds the sandboxes and nodes the host holds at once.
+	Capacity store.Capacity
+	// Metrics, if not nil, get the server's measurements and gauges.
+	Metrics *Metrics
 }
 
 // SandboxServer serves SandboxService. The store is the source of truth;
@@ -75,6 +79,16 @@ type SandboxServer struct {
 	touched    map[string]time.Time // when activity was last written
 	sessions   map[string]int       // open streams that count as activity
 	touchEvery time.Duration        // at most one activity write per sandbox per this
+
+	events   *broadcaster
+	warnKick chan struct{} // wakes the expiry warner (a new deadline)
+	// base is cancelled by Close: builds still running then are cut
+	// short. inflight counts creates and deletes; closing refuses new
+	// ones (both under mu).
+	base     context.Context
+	abort    context.CancelFunc
+	inflight sync.WaitGroup
+	closing  bool
 }
 
 // NewSandboxServer returns a SandboxService. Call Reconcile before serving.
@@ -85,12 +99,43 @@ func NewSandboxServer(cfg Config) *SandboxServer {
 	cfg.TTL = cmp.Or(cfg.TTL, DefaultTTL)
 	cfg.MaxTTL = cmp.Or(cfg.MaxTTL, DefaultMaxTTL)
 	cfg.IdleTimeout = cmp.Or(cfg.IdleTimeout, DefaultIdleTimeout)
-	return &SandboxServer{
+	s := &SandboxServer{
 		cfg: cfg, log: cfg.Logger,
 		live: map[string]*sandbox.Sandbox{}, busy: map[string]bool{},
 		touched: map[string]time.Time{}, sessions: map[string]int{},
 		touchEvery: touchInterval(cfg.IdleTimeout),
+		events:     newBroadcaster(), warnKick: make(chan struct{}, 1),
 	}
+	s.base, s.abort = context.WithCancel(context.Background())
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.reg.Register(newServerCollector(s)); err != nil {
+			s.log.Warn("sandbox metrics", "err", err)
+		}
+	}
+	return s
+}
+
+// begin registers a create or delete of id, refusing it once Close has
+// begun; a true return must be matched by end(id).
+func (s *SandboxServer) begin(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closing:
+		return fmt.Errorf("sandbox %s: labd is shutting down: %w", id, errUnavailable)
+	case s.busy[id]:
+		return fmt.Errorf("sandbox %s is being created or deleted: %w", id, errPrecondition)
+	}
+	s.busy[id] = true
+	s.inflight.Add(1)
+	return nil
+}
+
+func (s *SandboxServer) end(id string) {
+	s.mu.Lock()
+	delete(s.busy, id)
+	s.mu.Unlock()
+	s.inflight.Done()
 }
 
 // sandboxID accepts "sandboxes/{sandbox}" or a bare id.
@@ -106,8 +151,10 @@ func sandboxID(field, name string) (string, error) {
 }
 
 // CreateSandbox builds a lab and returns once it is READY. The store row
-// (with its uid leases) is written before the kernel is touched; a build
-// that fails is rolled back by the manager and its row removed.
+// (with its uid leases) is written before the kernel is touched, in the
+// transaction that checks the host's capacity; a build that fails is
+// rolled back and its row removed (kept as FAILED when labd's shutdown
+// cut it short).
 func (s *SandboxServer) CreateSandbox(ctx context.Context, req *labsv1.CreateSandboxRequest) (*labsv1.CreateSandboxResponse, error) {
 	labName, err := labID("lab", req.GetLab())
 	if err != nil {
@@ -138,24 +185,34 @@ func (s *SandboxServer) CreateSandbox(ctx context.Context, req *labsv1.CreateSan
 }
 
 // create builds lab for owner (see Caller.Subject).
-func (s *SandboxServer) create(ctx context.Context, lab *labs.Lab, ttl time.Duration, owner string) (*labsv1.Sandbox, error) {
+func (s *SandboxServer) create(ctx context.Context, lab *labs.Lab, ttl time.Duration, owner string) (_ *labsv1.Sandbox, err error) {
+	start := time.Now()
+	defer func() { s.cfg.Metrics.created(lab.ID, time.Since(start), err) }()
 	names := make([]string, len(lab.Nodes))
 	for i, n := range lab.Nodes {
 		names[i] = n.Name
 	}
 	// Admins are not held to the per-owner limit. It is counted in the
-	// transaction that writes the row: a refused create writes nothing
-	// and builds nothing.
+	// transaction that writes the row, with the host's capacity: a
+	// refused create writes nothing and builds nothing.
 	var lim store.Limits
 	if !unrestricted(ctx) {
 		lim.PerOwner = s.cfg.MaxSandboxesPerOwner
 	}
-	var id string
-	var nodes []store.Node
-	var err error
+	var (
+		id    string
+		nodes []store.Node
+	)
 	for range 5 { // a fresh id on the rare collision
 		id = sandbox.NewID()
-		nodes, err = s.cfg.Store.CreateSandboxLimited(ctx, id, lab.ID, owner, names, s.cfg.UIDStart, s.cfg.UIDSlots, lim)
+		if err := s.begin(id); err != nil {
+			return nil, fmt.Errorf("create sandbox of lab %s: %w", lab.ID, err)
+		}
+		nodes, err = s.cfg.Store.CreateSandboxLimited(ctx, id, lab.ID, owner, names, s.cfg.UIDStart, s.cfg.UIDSlots, lim,
+			store.WithCapacity(s.cfg.Capacity))
+		if err != nil {
+			s.end(id)
+		}
 		if !errors.Is(err, store.ErrAlreadyExists) {
 			break
 		}
@@ -169,70 +226,100 @@ func (s *SandboxServer) create(ctx context.Context, lab *labs.Lab, ttl time.Dura
 		return nil, withMessage(err, fmt.Sprintf("create sandbox of lab %s: %s has %d sandboxes, the limit (--max-sandboxes-per-owner) is %d",
 			lab.ID, who, qe.Have, qe.Limit))
 	}
+	var le *store.LimitError
+	if errors.As(err, &le) {
+		err = fmt.Errorf("%w (labd --max-%s)", le, le.Limit)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create sandbox of lab %s: %w", lab.ID, err)
 	}
-	s.mu.Lock()
-	s.busy[id] = true
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.busy, id)
-		s.mu.Unlock()
-	}()
-	start := time.Now()
+	defer s.end(id)
+	log := s.logger(ctx).With("sandbox", id, "lab", lab.ID)
+	s.emitState(ctx, id, "")
 	bases := map[string]uint32{}
 	for _, n := range nodes {
 		bases[n.Name] = n.UIDBase
 	}
 	// The build goes on if the client goes away; what it made is then
-	// either READY (and listed) or rolled back.
+	// either READY (and listed) or rolled back. labd's shutdown cuts it
+	// short (Close).
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
+	defer context.AfterFunc(s.base, cancel)()
 	sb, err := s.cfg.Manager.Build(bctx, lab, id, bases)
 	if err != nil {
-		s.log.Error("create failed", "sandbox", id, "lab", lab.ID, "err", err)
-		s.cfg.Store.RecordEvent(bctx, id, "create-failed", err.Error())
-		if derr := s.cfg.Store.DeleteSandbox(bctx, id); derr != nil {
-			s.log.Error("remove failed sandbox row", "sandbox", id, "err", derr)
-		}
-		return nil, fmt.Errorf("build sandbox of lab %s: %w", lab.ID, err)
+		return nil, s.rollback(ctx, id, nil, fmt.Errorf("build sandbox of lab %s: %w", lab.ID, err))
 	}
 	for _, np := range sb.Nodes() {
 		if err := s.cfg.Store.SetNodeProcess(bctx, id, np.Name, np.Pid, np.StartTime); err != nil {
-			return nil, s.abandon(bctx, sb, fmt.Errorf("record node %s: %w", np.Name, err))
+			return nil, s.rollback(ctx, id, sb, fmt.Errorf("record node %s: %w", np.Name, err))
 		}
 	}
 	// The lifetime starts when the learner can use the sandbox.
 	now := time.Now()
 	if err := s.cfg.Store.SetExpiry(bctx, id, now.Add(ttl)); err != nil {
-		return nil, s.abandon(bctx, sb, fmt.Errorf("set expiry of %s: %w", id, err))
+		return nil, s.rollback(ctx, id, sb, fmt.Errorf("set expiry of %s: %w", id, err))
 	}
 	if err := s.cfg.Store.TouchSandbox(bctx, id, now); err != nil {
-		return nil, s.abandon(bctx, sb, fmt.Errorf("start idle clock of %s: %w", id, err))
+		return nil, s.rollback(ctx, id, sb, fmt.Errorf("start idle clock of %s: %w", id, err))
 	}
 	if err := s.cfg.Store.SetState(bctx, id, store.StateReady, ""); err != nil {
-		return nil, s.abandon(bctx, sb, fmt.Errorf("mark %s ready: %w", id, err))
+		return nil, s.rollback(ctx, id, sb, fmt.Errorf("mark %s ready: %w", id, err))
 	}
 	s.mu.Lock()
 	s.live[id] = sb
 	s.mu.Unlock()
-	s.log.Info("sandbox ready", "sandbox", id, "lab", lab.ID, "nodes", len(lab.Nodes), "took", time.Since(start))
-	s.cfg.Store.RecordEvent(bctx, id, "ready", fmt.Sprintf("built in %s", time.Since(start).Round(time.Millisecond)))
-	row, err := s.cfg.Store.GetSandbox(bctx, id)
+	log.Info("sandbox ready", "nodes", len(lab.Nodes), "took", time.Since(start))
+	rctx := context.WithoutCancel(ctx)
+	s.cfg.Store.RecordEvent(rctx, id, "ready", fmt.Sprintf("built in %s", time.Since(start).Round(time.Millisecond)))
+	row, err := s.cfg.Store.GetSandbox(rctx, id)
 	if err != nil {
 		return nil, err
 	}
+	s.emit(EventStateChanged, row, "", nil)
+	s.kickWarnings()
 	return s.toProto(row, sb), nil
 }
 
-// abandon undoes a built sandbox whose record could not be completed.
-func (s *SandboxServer) abandon(ctx context.Context, sb *sandbox.Sandbox, cause error) error {
-	sb.Close()
-	if err := s.cfg.Manager.Destroy(ctx, sb.ID); err != nil {
-		s.log.Error("destroy abandoned sandbox", "sandbox", sb.ID, "err", err)
+// buildCutShort is the failure of a sandbox whose build labd's shutdown
+// (or death: see Reconcile) interrupted.
+const buildCutShort = "labd stopped while it was being built"
+
+// rollback undoes a create that failed after its row was written: it
+// destroys whatever of the sandbox is on the host (sb, if the build
+// finished) and removes the row, or, when labd's shutdown cut the build
+// short, keeps the row as FAILED, as a restart after kill -9 would. If
+// the teardown fails the row is left as it is, for Reconcile to finish at
+// the next start. It returns cause, or what the caller should hear.
+func (s *SandboxServer) rollback(ctx context.Context, id string, sb *sandbox.Sandbox, cause error) error {
+	// A fresh context: the request's may be what failed.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	log := s.logger(ctx).With("sandbox", id)
+	if sb != nil {
+		sb.Close()
 	}
-	s.cfg.Store.DeleteSandbox(ctx, sb.ID)
+	if err := s.cfg.Manager.Destroy(rctx, id); err != nil {
+		log.Error("destroy half-built sandbox; the next start finishes it", "err", err)
+		return cause
+	}
+	if s.base.Err() != nil {
+		log.Warn("build cut short by shutdown", "cause", cause)
+		s.cfg.Store.RecordEvent(rctx, id, "create-failed", buildCutShort)
+		if err := s.cfg.Store.FailSandbox(rctx, id, buildCutShort, time.Now().Add(s.cfg.TTL)); err != nil {
+			log.Error("mark half-built sandbox FAILED", "err", err)
+		}
+		s.emitState(rctx, id, buildCutShort)
+		return fmt.Errorf("create sandbox %s: %s: %w", id, buildCutShort, errUnavailable)
+	}
+	log.Error("create failed", "err", cause)
+	s.cfg.Store.RecordEvent(rctx, id, "create-failed", cause.Error())
+	row, _ := s.cfg.Store.GetSandbox(rctx, id)
+	if err := s.cfg.Store.DeleteSandbox(rctx, id); err != nil {
+		log.Error("remove failed sandbox row", "err", err)
+		return cause
+	}
+	s.emit(EventDeleted, row, "build failed: "+cause.Error(), nil)
 	return cause
 }
 
@@ -290,33 +377,32 @@ func (s *SandboxServer) DeleteSandbox(ctx context.Context, req *labsv1.DeleteSan
 			return nil, toStatus(err)
 		}
 	}
-	if err := s.delete(ctx, id); err != nil {
+	if err := s.delete(ctx, id, "deleted"); err != nil {
 		return nil, toStatus(err)
 	}
 	return &labsv1.DeleteSandboxResponse{}, nil
 }
 
-func (s *SandboxServer) delete(ctx context.Context, id string) error {
-	s.mu.Lock()
-	if s.busy[id] {
-		s.mu.Unlock()
-		return fmt.Errorf("sandbox %s is being created or deleted: %w", id, errPrecondition)
+// delete tears sandbox id down, in any state, for reason (which its
+// DELETING and DELETED events carry).
+func (s *SandboxServer) delete(ctx context.Context, id, reason string) (err error) {
+	if err := s.begin(id); err != nil {
+		return err
 	}
-	s.busy[id] = true
+	defer s.end(id)
+	start := time.Now()
+	defer func() { s.cfg.Metrics.deleted(time.Since(start), err) }()
+	s.mu.Lock()
 	sb := s.live[id]
 	delete(s.live, id)
 	delete(s.touched, id)
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.busy, id)
-		s.mu.Unlock()
-	}()
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	if err := s.cfg.Store.SetState(dctx, id, store.StateDeleting, ""); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("delete sandbox %s: %w", id, err)
 	}
+	row := s.emitState(dctx, id, reason)
 	if sb != nil {
 		sb.Close()
 	}
@@ -327,7 +413,8 @@ func (s *SandboxServer) delete(ctx context.Context, id string) error {
 		return fmt.Errorf("delete sandbox %s: %w", id, err)
 	}
 	s.cfg.Store.RecordEvent(dctx, id, "deleted", "")
-	s.log.Info("sandbox deleted", "sandbox", id)
+	s.emit(EventDeleted, row, reason, nil)
+	s.logger(ctx).Info("sandbox deleted", "sandbox", id, "reason", reason)
 	return nil
 }
 
@@ -394,10 +481,13 @@ func (s *SandboxServer) Exec(req *labsv1.ExecRequest, stream labsv1.SandboxServi
 	if !sb.HasNode(req.GetNode()) {
 		return toStatus(fmt.Errorf("node %q in sandbox %s: %w", req.GetNode(), id, sandbox.ErrNodeNotFound))
 	}
+	firstByte, end := s.cfg.Metrics.execStart()
+	defer end()
 	st, err := sb.Exec(ctx, req.GetNode(), sandbox.ExecRequest{
 		Argv: req.GetCommand(), Env: env, Dir: req.GetWorkingDir(),
 		Stdin: strings.NewReader(string(req.GetStdin())), Timeout: timeout, MaxOutput: maxExecOutput,
 	}, func(stream_ int, b []byte) error {
+		firstByte()
 		msg := &labsv1.ExecResponse{}
 		if stream_ == sandbox.Stdout {
 			msg.Event = &labsv1.ExecResponse_Stdout{Stdout: b}
@@ -430,8 +520,9 @@ func (s *SandboxServer) toProto(row *store.Sandbox, sb *sandbox.Sandbox) *labsv1
 	if !row.Ready.IsZero() {
 		out.ReadyTime = timestamppb.New(row.Ready)
 	}
-	// Only a READY sandbox expires; the reaper leaves the others be.
-	if row.State == store.StateReady && !row.Expire.IsZero() {
+	// A READY sandbox expires, and a FAILED one (kept to say why); the
+	// reaper leaves the others be.
+	if (row.State == store.StateReady || row.State == store.StateFailed) && !row.Expire.IsZero() {
 		out.ExpireTime = timestamppb.New(row.Expire)
 	}
 	if row.State == store.StateReady && !row.LastActivity.IsZero() {

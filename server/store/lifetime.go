@@ -23,7 +23,7 @@ const (
 	DueIdle DueReason = "idle"
 )
 
-// Due is a READY sandbox whose lifetime is over.
+// Due is a READY or FAILED sandbox whose lifetime is over.
 type Due struct {
 	ID           string
 	Reason       DueReason // DueTTL when both apply
@@ -31,12 +31,14 @@ type Due struct {
 	LastActivity time.Time
 }
 
-// dueWhere selects READY rows that are due at ?1 (now, nanos) given ?2
-// (the idle cut-off, nanos: last activity at or before it is idle; 0
-// disables the idle test). Unset (0) columns never make a row due.
-const dueWhere = `state = 'READY' AND (
-	(expire > 0 AND expire <= ?1) OR
-	(?2 > 0 AND last_activity > 0 AND last_activity <= ?2))`
+// dueWhere selects rows that are due at ?1 (now, nanos) given ?2 (the
+// idle cut-off, nanos: last activity at or before it is idle; 0 disables
+// the idle test): READY rows whose expiry or idle timeout has passed, and
+// FAILED rows whose expiry has (nothing is done in those). Unset (0)
+// columns never make a row due.
+const dueWhere = `(
+	(state IN ('READY', 'FAILED') AND expire > 0 AND expire <= ?1) OR
+	(state = 'READY' AND ?2 > 0 AND last_activity > 0 AND last_activity <= ?2))`
 
 // dueReason is DueTTL or DueIdle for a row selected by dueWhere.
 func dueReason(expire, now int64) DueReason {
@@ -186,9 +188,9 @@ func (s *Store) ExtendSandbox(ctx context.Context, id string, d time.Duration, n
 	return sb, capped, nil
 }
 
-// DueSandboxes lists the READY sandboxes due for deletion at now: their
-// expiry has passed, or (with idle > 0) nothing was done in them for
-// idle. Oldest first.
+// DueSandboxes lists the sandboxes due for deletion at now: READY or
+// FAILED ones whose expiry has passed, and (with idle > 0) READY ones
+// nothing was done in for idle. Oldest first.
 func (s *Store) DueSandboxes(ctx context.Context, now time.Time, idle time.Duration) ([]Due, error) {
 	rows, err := s.r.QueryContext(ctx,
 		`SELECT id, expire, last_activity FROM sandboxes WHERE `+dueWhere+` ORDER BY created, id`,
@@ -216,10 +218,10 @@ func (s *Store) DueSandboxes(ctx context.Context, now time.Time, idle time.Durat
 	return out, nil
 }
 
-// ClaimDue moves the sandbox from READY to DELETING if, in the same
-// transaction, it is still due at now (an extension or activity since it
-// was listed saves it). It reports the sandbox as it was when claimed,
-// and false when it was not due or not READY any more.
+// ClaimDue moves the sandbox from READY (or FAILED) to DELETING if, in
+// the same transaction, it is still due at now (an extension or activity
+// since it was listed saves it). It reports the sandbox as it was when
+// claimed, and false when it was not due any more.
 func (s *Store) ClaimDue(ctx context.Context, id string, now time.Time, idle time.Duration) (Due, bool, error) {
 	var (
 		d       = Due{ID: id}

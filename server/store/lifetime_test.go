@@ -174,7 +174,9 @@ func TestDueSandboxes(t *testing.T) {
 		{id: "almost-idle", expire: base.Add(time.Hour), activity: base.Add(-idle + time.Second)},
 		{id: "both", expire: base.Add(-time.Hour), activity: base.Add(-2 * idle), want: DueTTL},
 		{id: "no-expiry", activity: base.Add(-time.Minute)},
-		{id: "failed", expire: base.Add(-time.Hour), activity: base.Add(-2 * idle), state: StateFailed},
+		// A FAILED row expires too, but is never idle.
+		{id: "failed", expire: base.Add(-time.Hour), activity: base.Add(-2 * idle), state: StateFailed, want: DueTTL},
+		{id: "failed-idle", expire: base.Add(time.Hour), activity: base.Add(-2 * idle), state: StateFailed},
 		{id: "deleting", expire: base.Add(-time.Hour), activity: base, state: StateDeleting},
 	}
 	var want []Due
@@ -210,7 +212,7 @@ func TestDueSandboxes(t *testing.T) {
 		ids = append(ids, d.ID)
 	}
 	slices.Sort(ids)
-	if want := []string{"both", "expired", "expires-now"}; !slices.Equal(ids, want) {
+	if want := []string{"both", "expired", "expires-now", "failed"}; !slices.Equal(ids, want) {
 		t.Errorf("DueSandboxes without idle timeout = %q; want %q", ids, want)
 	}
 }

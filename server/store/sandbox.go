@@ -68,9 +68,10 @@ type Node struct {
 // is taken, and a range overlapping any existing lease (say, one made under a
 // different uidStart) is not free. It fails with ErrExhausted when not enough
 // ranges are free, with ErrAlreadyExists when id is taken, and with
-// ErrInvalid for bad arguments; on any failure nothing is written.
-func (s *Store) CreateSandbox(ctx context.Context, id, lab, owner string, nodeNames []string, uidStart uint32, uidSlots int) ([]Node, error) {
-	return s.CreateSandboxLimited(ctx, id, lab, owner, nodeNames, uidStart, uidSlots, Limits{})
+// ErrInvalid for bad arguments, and as opts say (see WithCapacity); on
+// any failure nothing is written.
+func (s *Store) CreateSandbox(ctx context.Context, id, lab, owner string, nodeNames []string, uidStart uint32, uidSlots int, opts ...CreateOption) ([]Node, error) {
+	return s.CreateSandboxLimited(ctx, id, lab, owner, nodeNames, uidStart, uidSlots, Limits{}, opts...)
 }
 
 // Limits bound what CreateSandboxLimited may add; a zero field is no limit.
@@ -98,12 +99,16 @@ func (e *QuotaError) Unwrap() error { return ErrExhausted }
 // in the write transaction that inserts the row, so concurrent creates
 // cannot together pass a limit. Over a limit it fails with a *QuotaError
 // (ErrExhausted) and writes nothing.
-func (s *Store) CreateSandboxLimited(ctx context.Context, id, lab, owner string, nodeNames []string, uidStart uint32, uidSlots int, lim Limits) ([]Node, error) {
+func (s *Store) CreateSandboxLimited(ctx context.Context, id, lab, owner string, nodeNames []string, uidStart uint32, uidSlots int, lim Limits, opts ...CreateOption) ([]Node, error) {
 	if err := validateCreate(id, lab, nodeNames, uidStart, uidSlots); err != nil {
 		return nil, fmt.Errorf("create sandbox %q: %w", id, err)
 	}
 	if lim.PerOwner < 0 {
 		return nil, fmt.Errorf("create sandbox %q: per-owner limit %d: %w", id, lim.PerOwner, ErrInvalid)
+	}
+	var o createOptions
+	for _, opt := range opts {
+		opt(&o)
 	}
 	nodes := make([]Node, len(nodeNames))
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
@@ -123,6 +128,9 @@ func (s *Store) CreateSandboxLimited(ctx context.Context, id, lab, owner string,
 			if have >= lim.PerOwner {
 				return &QuotaError{Owner: owner, Have: have, Limit: lim.PerOwner}
 			}
+		}
+		if err := o.capacity.check(ctx, tx, len(nodeNames)); err != nil {
+			return err
 		}
 		bases, err := freeBases(ctx, tx, len(nodeNames), uidStart, uidSlots)
 		if err != nil {

@@ -79,6 +79,138 @@ func (Sandbox_State) EnumDescriptor() ([]byte, []int) {
 	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{0, 0}
 }
 
+// What happened.
+type WatchSandboxesResponse_Type int32
+
+const (
+	WatchSandboxesResponse_TYPE_UNSPECIFIED WatchSandboxesResponse_Type = 0
+	// The sandbox entered sandbox.state: CREATING, READY, DELETING, or
+	// FAILED (reason says why).
+	WatchSandboxesResponse_TYPE_STATE_CHANGED WatchSandboxesResponse_Type = 1
+	// The sandbox is gone: deleted, expired, or a failed build rolled
+	// back. sandbox is as it was last; reason says why; its grades are
+	// kept.
+	WatchSandboxesResponse_TYPE_DELETED WatchSandboxesResponse_Type = 2
+	// The sandbox will be deleted soon (see expiry) unless it is
+	// extended or, for the idle timeout, used.
+	WatchSandboxesResponse_TYPE_EXPIRING WatchSandboxesResponse_Type = 3
+	// ExtendSandbox pushed the sandbox's expire_time back.
+	WatchSandboxesResponse_TYPE_EXTENDED WatchSandboxesResponse_Type = 4
+	// The sandbox as it is now, part of a snapshot: sent first with
+	// send_current, and after TYPE_EVENTS_LOST.
+	WatchSandboxesResponse_TYPE_CURRENT WatchSandboxesResponse_Type = 5
+	// A snapshot is complete: a sandbox the client knew of that was not
+	// in it is gone.
+	WatchSandboxesResponse_TYPE_SYNCED WatchSandboxesResponse_Type = 6
+	// The watcher fell behind and lost events (lost says how many); a
+	// snapshot (TYPE_CURRENT..., TYPE_SYNCED) follows.
+	WatchSandboxesResponse_TYPE_EVENTS_LOST WatchSandboxesResponse_Type = 7
+)
+
+// Enum value maps for WatchSandboxesResponse_Type.
+var (
+	WatchSandboxesResponse_Type_name = map[int32]string{
+		0: "TYPE_UNSPECIFIED",
+		1: "TYPE_STATE_CHANGED",
+		2: "TYPE_DELETED",
+		3: "TYPE_EXPIRING",
+		4: "TYPE_EXTENDED",
+		5: "TYPE_CURRENT",
+		6: "TYPE_SYNCED",
+		7: "TYPE_EVENTS_LOST",
+	}
+	WatchSandboxesResponse_Type_value = map[string]int32{
+		"TYPE_UNSPECIFIED":   0,
+		"TYPE_STATE_CHANGED": 1,
+		"TYPE_DELETED":       2,
+		"TYPE_EXPIRING":      3,
+		"TYPE_EXTENDED":      4,
+		"TYPE_CURRENT":       5,
+		"TYPE_SYNCED":        6,
+		"TYPE_EVENTS_LOST":   7,
+	}
+)
+
+func (x WatchSandboxesResponse_Type) Enum() *WatchSandboxesResponse_Type {
+	p := new(WatchSandboxesResponse_Type)
+	*p = x
+	return p
+}
+
+func (x WatchSandboxesResponse_Type) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WatchSandboxesResponse_Type) Descriptor() protoreflect.EnumDescriptor {
+	return file_labs_v1_sandbox_proto_enumTypes[1].Descriptor()
+}
+
+func (WatchSandboxesResponse_Type) Type() protoreflect.EnumType {
+	return &file_labs_v1_sandbox_proto_enumTypes[1]
+}
+
+func (x WatchSandboxesResponse_Type) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WatchSandboxesResponse_Type.Descriptor instead.
+func (WatchSandboxesResponse_Type) EnumDescriptor() ([]byte, []int) {
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{26, 0}
+}
+
+// What ends the sandbox.
+type ExpiryWarning_Cause int32
+
+const (
+	ExpiryWarning_CAUSE_UNSPECIFIED ExpiryWarning_Cause = 0
+	// Its lifetime (expire_time) ends; ExtendSandbox postpones it.
+	ExpiryWarning_CAUSE_TTL ExpiryWarning_Cause = 1
+	// Nothing was done in it for the idle timeout (idle_expire_time);
+	// any activity, or ExtendSandbox, postpones it.
+	ExpiryWarning_CAUSE_IDLE ExpiryWarning_Cause = 2
+)
+
+// Enum value maps for ExpiryWarning_Cause.
+var (
+	ExpiryWarning_Cause_name = map[int32]string{
+		0: "CAUSE_UNSPECIFIED",
+		1: "CAUSE_TTL",
+		2: "CAUSE_IDLE",
+	}
+	ExpiryWarning_Cause_value = map[string]int32{
+		"CAUSE_UNSPECIFIED": 0,
+		"CAUSE_TTL":         1,
+		"CAUSE_IDLE":        2,
+	}
+)
+
+func (x ExpiryWarning_Cause) Enum() *ExpiryWarning_Cause {
+	p := new(ExpiryWarning_Cause)
+	*p = x
+	return p
+}
+
+func (x ExpiryWarning_Cause) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ExpiryWarning_Cause) Descriptor() protoreflect.EnumDescriptor {
+	return file_labs_v1_sandbox_proto_enumTypes[2].Descriptor()
+}
+
+func (ExpiryWarning_Cause) Type() protoreflect.EnumType {
+	return &file_labs_v1_sandbox_proto_enumTypes[2]
+}
+
+func (x ExpiryWarning_Cause) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ExpiryWarning_Cause.Descriptor instead.
+func (ExpiryWarning_Cause) EnumDescriptor() ([]byte, []int) {
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{27, 0}
+}
+
 // Sandbox is one running instance of a lab.
 type Sandbox struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -102,7 +234,7 @@ type Sandbox struct {
 	FailureReason string `protobuf:"bytes,9,opt,name=failure_reason,json=failureReason,proto3" json:"failure_reason,omitempty"`
 	// Output only. When labd deletes the sandbox however much it is used
 	// (its grades are kept). ExtendSandbox pushes it back. Set only while
-	// READY.
+	// READY or FAILED (a FAILED sandbox is kept until then to say why).
 	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	// Output only. When labd deletes the sandbox if nothing is done in it
 	// before then. Exec, Shell, Capture, AttachXDP, Grade, Solve and
@@ -1788,6 +1920,221 @@ func (*ShellResponse_Output) isShellResponse_Event() {}
 
 func (*ShellResponse_Exit) isShellResponse_Event() {}
 
+// WatchSandboxesRequest is the request of WatchSandboxes.
+type WatchSandboxesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this sandbox (sandboxes/{sandbox} or the bare id); unset means
+	// every sandbox the caller may see, including those made later.
+	Sandbox string `protobuf:"bytes,1,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	// First send the current state of every sandbox watched (TYPE_CURRENT
+	// each, then TYPE_SYNCED), then events.
+	SendCurrent   bool `protobuf:"varint,2,opt,name=send_current,json=sendCurrent,proto3" json:"send_current,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchSandboxesRequest) Reset() {
+	*x = WatchSandboxesRequest{}
+	mi := &file_labs_v1_sandbox_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchSandboxesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchSandboxesRequest) ProtoMessage() {}
+
+func (x *WatchSandboxesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_labs_v1_sandbox_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchSandboxesRequest.ProtoReflect.Descriptor instead.
+func (*WatchSandboxesRequest) Descriptor() ([]byte, []int) {
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *WatchSandboxesRequest) GetSandbox() string {
+	if x != nil {
+		return x.Sandbox
+	}
+	return ""
+}
+
+func (x *WatchSandboxesRequest) GetSendCurrent() bool {
+	if x != nil {
+		return x.SendCurrent
+	}
+	return false
+}
+
+// WatchSandboxesResponse is one event of the WatchSandboxes stream.
+type WatchSandboxesResponse struct {
+	state protoimpl.MessageState      `protogen:"open.v1"`
+	Type  WatchSandboxesResponse_Type `protobuf:"varint,1,opt,name=type,proto3,enum=labs.v1.WatchSandboxesResponse_Type" json:"type,omitempty"`
+	// When it happened.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// The sandbox after the event, without interfaces. Unset for
+	// TYPE_SYNCED and TYPE_EVENTS_LOST.
+	Sandbox *Sandbox `protobuf:"bytes,3,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	// Why: a FAILED sandbox's failure, or why a sandbox was deleted
+	// ("deleted", "expired: ttl: ...", "build failed: ...").
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Set for TYPE_EXPIRING.
+	Expiry *ExpiryWarning `protobuf:"bytes,5,opt,name=expiry,proto3" json:"expiry,omitempty"`
+	// For TYPE_EVENTS_LOST: how many events this watcher missed.
+	Lost          int64 `protobuf:"varint,6,opt,name=lost,proto3" json:"lost,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchSandboxesResponse) Reset() {
+	*x = WatchSandboxesResponse{}
+	mi := &file_labs_v1_sandbox_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchSandboxesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchSandboxesResponse) ProtoMessage() {}
+
+func (x *WatchSandboxesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_labs_v1_sandbox_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchSandboxesResponse.ProtoReflect.Descriptor instead.
+func (*WatchSandboxesResponse) Descriptor() ([]byte, []int) {
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *WatchSandboxesResponse) GetType() WatchSandboxesResponse_Type {
+	if x != nil {
+		return x.Type
+	}
+	return WatchSandboxesResponse_TYPE_UNSPECIFIED
+}
+
+func (x *WatchSandboxesResponse) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *WatchSandboxesResponse) GetSandbox() *Sandbox {
+	if x != nil {
+		return x.Sandbox
+	}
+	return nil
+}
+
+func (x *WatchSandboxesResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *WatchSandboxesResponse) GetExpiry() *ExpiryWarning {
+	if x != nil {
+		return x.Expiry
+	}
+	return nil
+}
+
+func (x *WatchSandboxesResponse) GetLost() int64 {
+	if x != nil {
+		return x.Lost
+	}
+	return 0
+}
+
+// ExpiryWarning says that a sandbox is about to be deleted. Warnings come
+// 5 minutes and 1 minute before the end; for a short lifetime L (the time
+// from READY to expire_time, or the idle timeout) at most L/2 and L/5
+// before it: a 5s TTL is warned of at 2.5s and 1s.
+type ExpiryWarning struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Cause ExpiryWarning_Cause    `protobuf:"varint,1,opt,name=cause,proto3,enum=labs.v1.ExpiryWarning_Cause" json:"cause,omitempty"`
+	// When the sandbox is deleted unless something changes.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// How long it had left when the warning was sent.
+	Remaining     *durationpb.Duration `protobuf:"bytes,3,opt,name=remaining,proto3" json:"remaining,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExpiryWarning) Reset() {
+	*x = ExpiryWarning{}
+	mi := &file_labs_v1_sandbox_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExpiryWarning) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExpiryWarning) ProtoMessage() {}
+
+func (x *ExpiryWarning) ProtoReflect() protoreflect.Message {
+	mi := &file_labs_v1_sandbox_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExpiryWarning.ProtoReflect.Descriptor instead.
+func (*ExpiryWarning) Descriptor() ([]byte, []int) {
+	return file_labs_v1_sandbox_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ExpiryWarning) GetCause() ExpiryWarning_Cause {
+	if x != nil {
+		return x.Cause
+	}
+	return ExpiryWarning_CAUSE_UNSPECIFIED
+}
+
+func (x *ExpiryWarning) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *ExpiryWarning) GetRemaining() *durationpb.Duration {
+	if x != nil {
+		return x.Remaining
+	}
+	return nil
+}
+
 var File_labs_v1_sandbox_proto protoreflect.FileDescriptor
 
 const file_labs_v1_sandbox_proto_rawDesc = "" +
@@ -1918,7 +2265,36 @@ const file_labs_v1_sandbox_proto_rawDesc = "" +
 	"\rShellResponse\x12\x18\n" +
 	"\x06output\x18\x01 \x01(\fH\x00R\x06output\x12)\n" +
 	"\x04exit\x18\x02 \x01(\v2\x13.labs.v1.ExitStatusH\x00R\x04exitB\a\n" +
-	"\x05event2\x8e\x05\n" +
+	"\x05event\"T\n" +
+	"\x15WatchSandboxesRequest\x12\x18\n" +
+	"\asandbox\x18\x01 \x01(\tR\asandbox\x12!\n" +
+	"\fsend_current\x18\x02 \x01(\bR\vsendCurrent\"\xb2\x03\n" +
+	"\x16WatchSandboxesResponse\x128\n" +
+	"\x04type\x18\x01 \x01(\x0e2$.labs.v1.WatchSandboxesResponse.TypeR\x04type\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12*\n" +
+	"\asandbox\x18\x03 \x01(\v2\x10.labs.v1.SandboxR\asandbox\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12.\n" +
+	"\x06expiry\x18\x05 \x01(\v2\x16.labs.v1.ExpiryWarningR\x06expiry\x12\x12\n" +
+	"\x04lost\x18\x06 \x01(\x03R\x04lost\"\xa5\x01\n" +
+	"\x04Type\x12\x14\n" +
+	"\x10TYPE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12TYPE_STATE_CHANGED\x10\x01\x12\x10\n" +
+	"\fTYPE_DELETED\x10\x02\x12\x11\n" +
+	"\rTYPE_EXPIRING\x10\x03\x12\x11\n" +
+	"\rTYPE_EXTENDED\x10\x04\x12\x10\n" +
+	"\fTYPE_CURRENT\x10\x05\x12\x0f\n" +
+	"\vTYPE_SYNCED\x10\x06\x12\x14\n" +
+	"\x10TYPE_EVENTS_LOST\x10\a\"\xf8\x01\n" +
+	"\rExpiryWarning\x122\n" +
+	"\x05cause\x18\x01 \x01(\x0e2\x1c.labs.v1.ExpiryWarning.CauseR\x05cause\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x127\n" +
+	"\tremaining\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\tremaining\"=\n" +
+	"\x05Cause\x12\x15\n" +
+	"\x11CAUSE_UNSPECIFIED\x10\x00\x12\r\n" +
+	"\tCAUSE_TTL\x10\x01\x12\x0e\n" +
+	"\n" +
+	"CAUSE_IDLE\x10\x022\xe3\x05\n" +
 	"\x0eSandboxService\x12N\n" +
 	"\rCreateSandbox\x12\x1d.labs.v1.CreateSandboxRequest\x1a\x1e.labs.v1.CreateSandboxResponse\x12E\n" +
 	"\n" +
@@ -1929,7 +2305,8 @@ const file_labs_v1_sandbox_proto_rawDesc = "" +
 	"\x04Exec\x12\x14.labs.v1.ExecRequest\x1a\x15.labs.v1.ExecResponse0\x01\x12>\n" +
 	"\aCapture\x12\x17.labs.v1.CaptureRequest\x1a\x18.labs.v1.CaptureResponse0\x01\x12B\n" +
 	"\tAttachXDP\x12\x19.labs.v1.AttachXDPRequest\x1a\x1a.labs.v1.AttachXDPResponse\x12:\n" +
-	"\x05Shell\x12\x15.labs.v1.ShellRequest\x1a\x16.labs.v1.ShellResponse(\x010\x01B\x1cZ\x1anslab/proto/labs/v1;labsv1b\x06proto3"
+	"\x05Shell\x12\x15.labs.v1.ShellRequest\x1a\x16.labs.v1.ShellResponse(\x010\x01\x12S\n" +
+	"\x0eWatchSandboxes\x12\x1e.labs.v1.WatchSandboxesRequest\x1a\x1f.labs.v1.WatchSandboxesResponse0\x01B\x1cZ\x1anslab/proto/labs/v1;labsv1b\x06proto3"
 
 var (
 	file_labs_v1_sandbox_proto_rawDescOnce sync.Once
@@ -1943,87 +2320,101 @@ func file_labs_v1_sandbox_proto_rawDescGZIP() []byte {
 	return file_labs_v1_sandbox_proto_rawDescData
 }
 
-var file_labs_v1_sandbox_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_labs_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_labs_v1_sandbox_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_labs_v1_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_labs_v1_sandbox_proto_goTypes = []any{
-	(Sandbox_State)(0),            // 0: labs.v1.Sandbox.State
-	(*Sandbox)(nil),               // 1: labs.v1.Sandbox
-	(*Node)(nil),                  // 2: labs.v1.Node
-	(*Interface)(nil),             // 3: labs.v1.Interface
-	(*Link)(nil),                  // 4: labs.v1.Link
-	(*CreateSandboxRequest)(nil),  // 5: labs.v1.CreateSandboxRequest
-	(*CreateSandboxResponse)(nil), // 6: labs.v1.CreateSandboxResponse
-	(*GetSandboxRequest)(nil),     // 7: labs.v1.GetSandboxRequest
-	(*GetSandboxResponse)(nil),    // 8: labs.v1.GetSandboxResponse
-	(*ListSandboxesRequest)(nil),  // 9: labs.v1.ListSandboxesRequest
-	(*ListSandboxesResponse)(nil), // 10: labs.v1.ListSandboxesResponse
-	(*DeleteSandboxRequest)(nil),  // 11: labs.v1.DeleteSandboxRequest
-	(*DeleteSandboxResponse)(nil), // 12: labs.v1.DeleteSandboxResponse
-	(*ExtendSandboxRequest)(nil),  // 13: labs.v1.ExtendSandboxRequest
-	(*ExtendSandboxResponse)(nil), // 14: labs.v1.ExtendSandboxResponse
-	(*ExecRequest)(nil),           // 15: labs.v1.ExecRequest
-	(*ExecResponse)(nil),          // 16: labs.v1.ExecResponse
-	(*ExitStatus)(nil),            // 17: labs.v1.ExitStatus
-	(*CaptureRequest)(nil),        // 18: labs.v1.CaptureRequest
-	(*CaptureResponse)(nil),       // 19: labs.v1.CaptureResponse
-	(*AttachXDPRequest)(nil),      // 20: labs.v1.AttachXDPRequest
-	(*AttachXDPResponse)(nil),     // 21: labs.v1.AttachXDPResponse
-	(*ShellRequest)(nil),          // 22: labs.v1.ShellRequest
-	(*ShellStart)(nil),            // 23: labs.v1.ShellStart
-	(*TerminalSize)(nil),          // 24: labs.v1.TerminalSize
-	(*ShellResponse)(nil),         // 25: labs.v1.ShellResponse
-	nil,                           // 26: labs.v1.ExecRequest.EnvEntry
-	nil,                           // 27: labs.v1.ShellStart.EnvEntry
-	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 29: google.protobuf.Duration
+	(Sandbox_State)(0),               // 0: labs.v1.Sandbox.State
+	(WatchSandboxesResponse_Type)(0), // 1: labs.v1.WatchSandboxesResponse.Type
+	(ExpiryWarning_Cause)(0),         // 2: labs.v1.ExpiryWarning.Cause
+	(*Sandbox)(nil),                  // 3: labs.v1.Sandbox
+	(*Node)(nil),                     // 4: labs.v1.Node
+	(*Interface)(nil),                // 5: labs.v1.Interface
+	(*Link)(nil),                     // 6: labs.v1.Link
+	(*CreateSandboxRequest)(nil),     // 7: labs.v1.CreateSandboxRequest
+	(*CreateSandboxResponse)(nil),    // 8: labs.v1.CreateSandboxResponse
+	(*GetSandboxRequest)(nil),        // 9: labs.v1.GetSandboxRequest
+	(*GetSandboxResponse)(nil),       // 10: labs.v1.GetSandboxResponse
+	(*ListSandboxesRequest)(nil),     // 11: labs.v1.ListSandboxesRequest
+	(*ListSandboxesResponse)(nil),    // 12: labs.v1.ListSandboxesResponse
+	(*DeleteSandboxRequest)(nil),     // 13: labs.v1.DeleteSandboxRequest
+	(*DeleteSandboxResponse)(nil),    // 14: labs.v1.DeleteSandboxResponse
+	(*ExtendSandboxRequest)(nil),     // 15: labs.v1.ExtendSandboxRequest
+	(*ExtendSandboxResponse)(nil),    // 16: labs.v1.ExtendSandboxResponse
+	(*ExecRequest)(nil),              // 17: labs.v1.ExecRequest
+	(*ExecResponse)(nil),             // 18: labs.v1.ExecResponse
+	(*ExitStatus)(nil),               // 19: labs.v1.ExitStatus
+	(*CaptureRequest)(nil),           // 20: labs.v1.CaptureRequest
+	(*CaptureResponse)(nil),          // 21: labs.v1.CaptureResponse
+	(*AttachXDPRequest)(nil),         // 22: labs.v1.AttachXDPRequest
+	(*AttachXDPResponse)(nil),        // 23: labs.v1.AttachXDPResponse
+	(*ShellRequest)(nil),             // 24: labs.v1.ShellRequest
+	(*ShellStart)(nil),               // 25: labs.v1.ShellStart
+	(*TerminalSize)(nil),             // 26: labs.v1.TerminalSize
+	(*ShellResponse)(nil),            // 27: labs.v1.ShellResponse
+	(*WatchSandboxesRequest)(nil),    // 28: labs.v1.WatchSandboxesRequest
+	(*WatchSandboxesResponse)(nil),   // 29: labs.v1.WatchSandboxesResponse
+	(*ExpiryWarning)(nil),            // 30: labs.v1.ExpiryWarning
+	nil,                              // 31: labs.v1.ExecRequest.EnvEntry
+	nil,                              // 32: labs.v1.ShellStart.EnvEntry
+	(*timestamppb.Timestamp)(nil),    // 33: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 34: google.protobuf.Duration
 }
 var file_labs_v1_sandbox_proto_depIdxs = []int32{
 	0,  // 0: labs.v1.Sandbox.state:type_name -> labs.v1.Sandbox.State
-	28, // 1: labs.v1.Sandbox.create_time:type_name -> google.protobuf.Timestamp
-	28, // 2: labs.v1.Sandbox.ready_time:type_name -> google.protobuf.Timestamp
-	2,  // 3: labs.v1.Sandbox.nodes:type_name -> labs.v1.Node
-	4,  // 4: labs.v1.Sandbox.links:type_name -> labs.v1.Link
-	28, // 5: labs.v1.Sandbox.expire_time:type_name -> google.protobuf.Timestamp
-	28, // 6: labs.v1.Sandbox.idle_expire_time:type_name -> google.protobuf.Timestamp
-	3,  // 7: labs.v1.Node.interfaces:type_name -> labs.v1.Interface
-	29, // 8: labs.v1.CreateSandboxRequest.ttl:type_name -> google.protobuf.Duration
-	1,  // 9: labs.v1.CreateSandboxResponse.sandbox:type_name -> labs.v1.Sandbox
-	1,  // 10: labs.v1.GetSandboxResponse.sandbox:type_name -> labs.v1.Sandbox
-	1,  // 11: labs.v1.ListSandboxesResponse.sandboxes:type_name -> labs.v1.Sandbox
-	29, // 12: labs.v1.ExtendSandboxRequest.duration:type_name -> google.protobuf.Duration
-	1,  // 13: labs.v1.ExtendSandboxResponse.sandbox:type_name -> labs.v1.Sandbox
-	26, // 14: labs.v1.ExecRequest.env:type_name -> labs.v1.ExecRequest.EnvEntry
-	29, // 15: labs.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
-	17, // 16: labs.v1.ExecResponse.exit:type_name -> labs.v1.ExitStatus
-	29, // 17: labs.v1.CaptureRequest.since:type_name -> google.protobuf.Duration
-	23, // 18: labs.v1.ShellRequest.start:type_name -> labs.v1.ShellStart
-	24, // 19: labs.v1.ShellRequest.resize:type_name -> labs.v1.TerminalSize
-	24, // 20: labs.v1.ShellStart.size:type_name -> labs.v1.TerminalSize
-	27, // 21: labs.v1.ShellStart.env:type_name -> labs.v1.ShellStart.EnvEntry
-	17, // 22: labs.v1.ShellResponse.exit:type_name -> labs.v1.ExitStatus
-	5,  // 23: labs.v1.SandboxService.CreateSandbox:input_type -> labs.v1.CreateSandboxRequest
-	7,  // 24: labs.v1.SandboxService.GetSandbox:input_type -> labs.v1.GetSandboxRequest
-	9,  // 25: labs.v1.SandboxService.ListSandboxes:input_type -> labs.v1.ListSandboxesRequest
-	11, // 26: labs.v1.SandboxService.DeleteSandbox:input_type -> labs.v1.DeleteSandboxRequest
-	13, // 27: labs.v1.SandboxService.ExtendSandbox:input_type -> labs.v1.ExtendSandboxRequest
-	15, // 28: labs.v1.SandboxService.Exec:input_type -> labs.v1.ExecRequest
-	18, // 29: labs.v1.SandboxService.Capture:input_type -> labs.v1.CaptureRequest
-	20, // 30: labs.v1.SandboxService.AttachXDP:input_type -> labs.v1.AttachXDPRequest
-	22, // 31: labs.v1.SandboxService.Shell:input_type -> labs.v1.ShellRequest
-	6,  // 32: labs.v1.SandboxService.CreateSandbox:output_type -> labs.v1.CreateSandboxResponse
-	8,  // 33: labs.v1.SandboxService.GetSandbox:output_type -> labs.v1.GetSandboxResponse
-	10, // 34: labs.v1.SandboxService.ListSandboxes:output_type -> labs.v1.ListSandboxesResponse
-	12, // 35: labs.v1.SandboxService.DeleteSandbox:output_type -> labs.v1.DeleteSandboxResponse
-	14, // 36: labs.v1.SandboxService.ExtendSandbox:output_type -> labs.v1.ExtendSandboxResponse
-	16, // 37: labs.v1.SandboxService.Exec:output_type -> labs.v1.ExecResponse
-	19, // 38: labs.v1.SandboxService.Capture:output_type -> labs.v1.CaptureResponse
-	21, // 39: labs.v1.SandboxService.AttachXDP:output_type -> labs.v1.AttachXDPResponse
-	25, // 40: labs.v1.SandboxService.Shell:output_type -> labs.v1.ShellResponse
-	32, // [32:41] is the sub-list for method output_type
-	23, // [23:32] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	33, // 1: labs.v1.Sandbox.create_time:type_name -> google.protobuf.Timestamp
+	33, // 2: labs.v1.Sandbox.ready_time:type_name -> google.protobuf.Timestamp
+	4,  // 3: labs.v1.Sandbox.nodes:type_name -> labs.v1.Node
+	6,  // 4: labs.v1.Sandbox.links:type_name -> labs.v1.Link
+	33, // 5: labs.v1.Sandbox.expire_time:type_name -> google.protobuf.Timestamp
+	33, // 6: labs.v1.Sandbox.idle_expire_time:type_name -> google.protobuf.Timestamp
+	5,  // 7: labs.v1.Node.interfaces:type_name -> labs.v1.Interface
+	34, // 8: labs.v1.CreateSandboxRequest.ttl:type_name -> google.protobuf.Duration
+	3,  // 9: labs.v1.CreateSandboxResponse.sandbox:type_name -> labs.v1.Sandbox
+	3,  // 10: labs.v1.GetSandboxResponse.sandbox:type_name -> labs.v1.Sandbox
+	3,  // 11: labs.v1.ListSandboxesResponse.sandboxes:type_name -> labs.v1.Sandbox
+	34, // 12: labs.v1.ExtendSandboxRequest.duration:type_name -> google.protobuf.Duration
+	3,  // 13: labs.v1.ExtendSandboxResponse.sandbox:type_name -> labs.v1.Sandbox
+	31, // 14: labs.v1.ExecRequest.env:type_name -> labs.v1.ExecRequest.EnvEntry
+	34, // 15: labs.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	19, // 16: labs.v1.ExecResponse.exit:type_name -> labs.v1.ExitStatus
+	34, // 17: labs.v1.CaptureRequest.since:type_name -> google.protobuf.Duration
+	25, // 18: labs.v1.ShellRequest.start:type_name -> labs.v1.ShellStart
+	26, // 19: labs.v1.ShellRequest.resize:type_name -> labs.v1.TerminalSize
+	26, // 20: labs.v1.ShellStart.size:type_name -> labs.v1.TerminalSize
+	32, // 21: labs.v1.ShellStart.env:type_name -> labs.v1.ShellStart.EnvEntry
+	19, // 22: labs.v1.ShellResponse.exit:type_name -> labs.v1.ExitStatus
+	1,  // 23: labs.v1.WatchSandboxesResponse.type:type_name -> labs.v1.WatchSandboxesResponse.Type
+	33, // 24: labs.v1.WatchSandboxesResponse.time:type_name -> google.protobuf.Timestamp
+	3,  // 25: labs.v1.WatchSandboxesResponse.sandbox:type_name -> labs.v1.Sandbox
+	30, // 26: labs.v1.WatchSandboxesResponse.expiry:type_name -> labs.v1.ExpiryWarning
+	2,  // 27: labs.v1.ExpiryWarning.cause:type_name -> labs.v1.ExpiryWarning.Cause
+	33, // 28: labs.v1.ExpiryWarning.expire_time:type_name -> google.protobuf.Timestamp
+	34, // 29: labs.v1.ExpiryWarning.remaining:type_name -> google.protobuf.Duration
+	7,  // 30: labs.v1.SandboxService.CreateSandbox:input_type -> labs.v1.CreateSandboxRequest
+	9,  // 31: labs.v1.SandboxService.GetSandbox:input_type -> labs.v1.GetSandboxRequest
+	11, // 32: labs.v1.SandboxService.ListSandboxes:input_type -> labs.v1.ListSandboxesRequest
+	13, // 33: labs.v1.SandboxService.DeleteSandbox:input_type -> labs.v1.DeleteSandboxRequest
+	15, // 34: labs.v1.SandboxService.ExtendSandbox:input_type -> labs.v1.ExtendSandboxRequest
+	17, // 35: labs.v1.SandboxService.Exec:input_type -> labs.v1.ExecRequest
+	20, // 36: labs.v1.SandboxService.Capture:input_type -> labs.v1.CaptureRequest
+	22, // 37: labs.v1.SandboxService.AttachXDP:input_type -> labs.v1.AttachXDPRequest
+	24, // 38: labs.v1.SandboxService.Shell:input_type -> labs.v1.ShellRequest
+	28, // 39: labs.v1.SandboxService.WatchSandboxes:input_type -> labs.v1.WatchSandboxesRequest
+	8,  // 40: labs.v1.SandboxService.CreateSandbox:output_type -> labs.v1.CreateSandboxResponse
+	10, // 41: labs.v1.SandboxService.GetSandbox:output_type -> labs.v1.GetSandboxResponse
+	12, // 42: labs.v1.SandboxService.ListSandboxes:output_type -> labs.v1.ListSandboxesResponse
+	14, // 43: labs.v1.SandboxService.DeleteSandbox:output_type -> labs.v1.DeleteSandboxResponse
+	16, // 44: labs.v1.SandboxService.ExtendSandbox:output_type -> labs.v1.ExtendSandboxResponse
+	18, // 45: labs.v1.SandboxService.Exec:output_type -> labs.v1.ExecResponse
+	21, // 46: labs.v1.SandboxService.Capture:output_type -> labs.v1.CaptureResponse
+	23, // 47: labs.v1.SandboxService.AttachXDP:output_type -> labs.v1.AttachXDPResponse
+	27, // 48: labs.v1.SandboxService.Shell:output_type -> labs.v1.ShellResponse
+	29, // 49: labs.v1.SandboxService.WatchSandboxes:output_type -> labs.v1.WatchSandboxesResponse
+	40, // [40:50] is the sub-list for method output_type
+	30, // [30:40] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_labs_v1_sandbox_proto_init() }
@@ -2050,8 +2441,8 @@ func file_labs_v1_sandbox_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_labs_v1_sandbox_proto_rawDesc), len(file_labs_v1_sandbox_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   27,
+			NumEnums:      3,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,15 +19,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SandboxService_CreateSandbox_FullMethodName = "/labs.v1.SandboxService/CreateSandbox"
-	SandboxService_GetSandbox_FullMethodName    = "/labs.v1.SandboxService/GetSandbox"
-	SandboxService_ListSandboxes_FullMethodName = "/labs.v1.SandboxService/ListSandboxes"
-	SandboxService_DeleteSandbox_FullMethodName = "/labs.v1.SandboxService/DeleteSandbox"
-	SandboxService_ExtendSandbox_FullMethodName = "/labs.v1.SandboxService/ExtendSandbox"
-	SandboxService_Exec_FullMethodName          = "/labs.v1.SandboxService/Exec"
-	SandboxService_Capture_FullMethodName       = "/labs.v1.SandboxService/Capture"
-	SandboxService_AttachXDP_FullMethodName     = "/labs.v1.SandboxService/AttachXDP"
-	SandboxService_Shell_FullMethodName         = "/labs.v1.SandboxService/Shell"
+	SandboxService_CreateSandbox_FullMethodName  = "/labs.v1.SandboxService/CreateSandbox"
+	SandboxService_GetSandbox_FullMethodName     = "/labs.v1.SandboxService/GetSandbox"
+	SandboxService_ListSandboxes_FullMethodName  = "/labs.v1.SandboxService/ListSandboxes"
+	SandboxService_DeleteSandbox_FullMethodName  = "/labs.v1.SandboxService/DeleteSandbox"
+	SandboxService_ExtendSandbox_FullMethodName  = "/labs.v1.SandboxService/ExtendSandbox"
+	SandboxService_Exec_FullMethodName           = "/labs.v1.SandboxService/Exec"
+	SandboxService_Capture_FullMethodName        = "/labs.v1.SandboxService/Capture"
+	SandboxService_AttachXDP_FullMethodName      = "/labs.v1.SandboxService/AttachXDP"
+	SandboxService_Shell_FullMethodName          = "/labs.v1.SandboxService/Shell"
+	SandboxService_WatchSandboxes_FullMethodName = "/labs.v1.SandboxService/WatchSandboxes"
 )
 
 // SandboxServiceClient is the client API for SandboxService service.
@@ -66,6 +67,13 @@ type SandboxServiceClient interface {
 	// with the exit status. Closing the stream ends the session and every
 	// process it started.
 	Shell(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ShellRequest, ShellResponse], error)
+	// WatchSandboxes streams what happens to sandboxes: state changes,
+	// deletions, imminent expiry and extensions, for every sandbox the
+	// caller may see or for one. A watcher that falls behind loses events:
+	// it is told how many (TYPE_EVENTS_LOST) and sent the current state of
+	// what it watches again. The stream ends when labd shuts down
+	// (UNAVAILABLE), or after the DELETED event of the one sandbox watched.
+	WatchSandboxes(ctx context.Context, in *WatchSandboxesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchSandboxesResponse], error)
 }
 
 type sandboxServiceClient struct {
@@ -187,6 +195,25 @@ func (c *sandboxServiceClient) Shell(ctx context.Context, opts ...grpc.CallOptio
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type SandboxService_ShellClient = grpc.BidiStreamingClient[ShellRequest, ShellResponse]
 
+func (c *sandboxServiceClient) WatchSandboxes(ctx context.Context, in *WatchSandboxesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchSandboxesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &SandboxService_ServiceDesc.Streams[3], SandboxService_WatchSandboxes_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchSandboxesRequest, WatchSandboxesResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SandboxService_WatchSandboxesClient = grpc.ServerStreamingClient[WatchSandboxesResponse]
+
 // SandboxServiceServer is the server API for SandboxService service.
 // All implementations must embed UnimplementedSandboxServiceServer
 // for forward compatibility.
@@ -223,6 +250,13 @@ type SandboxServiceServer interface {
 	// with the exit status. Closing the stream ends the session and every
 	// process it started.
 	Shell(grpc.BidiStreamingServer[ShellRequest, ShellResponse]) error
+	// WatchSandboxes streams what happens to sandboxes: state changes,
+	// deletions, imminent expiry and extensions, for every sandbox the
+	// caller may see or for one. A watcher that falls behind loses events:
+	// it is told how many (TYPE_EVENTS_LOST) and sent the current state of
+	// what it watches again. The stream ends when labd shuts down
+	// (UNAVAILABLE), or after the DELETED event of the one sandbox watched.
+	WatchSandboxes(*WatchSandboxesRequest, grpc.ServerStreamingServer[WatchSandboxesResponse]) error
 	mustEmbedUnimplementedSandboxServiceServer()
 }
 
@@ -259,6 +293,9 @@ func (UnimplementedSandboxServiceServer) AttachXDP(context.Context, *AttachXDPRe
 }
 func (UnimplementedSandboxServiceServer) Shell(grpc.BidiStreamingServer[ShellRequest, ShellResponse]) error {
 	return status.Error(codes.Unimplemented, "method Shell not implemented")
+}
+func (UnimplementedSandboxServiceServer) WatchSandboxes(*WatchSandboxesRequest, grpc.ServerStreamingServer[WatchSandboxesResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchSandboxes not implemented")
 }
 func (UnimplementedSandboxServiceServer) mustEmbedUnimplementedSandboxServiceServer() {}
 func (UnimplementedSandboxServiceServer) testEmbeddedByValue()                        {}
@@ -418,6 +455,17 @@ func _SandboxService_Shell_Handler(srv interface{}, stream grpc.ServerStream) er
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type SandboxService_ShellServer = grpc.BidiStreamingServer[ShellRequest, ShellResponse]
 
+func _SandboxService_WatchSandboxes_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchSandboxesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(SandboxServiceServer).WatchSandboxes(m, &grpc.GenericServerStream[WatchSandboxesRequest, WatchSandboxesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SandboxService_WatchSandboxesServer = grpc.ServerStreamingServer[WatchSandboxesResponse]
+
 // SandboxService_ServiceDesc is the grpc.ServiceDesc for SandboxService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -466,6 +514,11 @@ var SandboxService_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _SandboxService_Shell_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "WatchSandboxes",
+			Handler:       _SandboxService_WatchSandboxes_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "labs/v1/sandbox.proto",
