@@ -44,8 +44,9 @@ type SandboxServiceClient interface {
 	GetSandbox(ctx context.Context, in *GetSandboxRequest, opts ...grpc.CallOption) (*GetSandboxResponse, error)
 	// ListSandboxes returns the sandboxes, newest first.
 	ListSandboxes(ctx context.Context, in *ListSandboxesRequest, opts ...grpc.CallOption) (*ListSandboxesResponse, error)
-	// DeleteSandbox tears a sandbox down. Deleting one that is gone is not
-	// an error.
+	// DeleteSandbox tears a sandbox down. For an admin, deleting one that is
+	// gone is not an error; for anyone else an id they cannot see (gone, or
+	// another's) is NOT_FOUND, so ids of others are not revealed.
 	DeleteSandbox(ctx context.Context, in *DeleteSandboxRequest, opts ...grpc.CallOption) (*DeleteSandboxResponse, error)
 	// ExtendSandbox pushes a READY sandbox's expire_time back, at most to
 	// the server's maximum lifetime from now: a longer extension is cut
@@ -227,8 +228,9 @@ type SandboxServiceServer interface {
 	GetSandbox(context.Context, *GetSandboxRequest) (*GetSandboxResponse, error)
 	// ListSandboxes returns the sandboxes, newest first.
 	ListSandboxes(context.Context, *ListSandboxesRequest) (*ListSandboxesResponse, error)
-	// DeleteSandbox tears a sandbox down. Deleting one that is gone is not
-	// an error.
+	// DeleteSandbox tears a sandbox down. For an admin, deleting one that is
+	// gone is not an error; for anyone else an id they cannot see (gone, or
+	// another's) is NOT_FOUND, so ids of others are not revealed.
 	DeleteSandbox(context.Context, *DeleteSandboxRequest) (*DeleteSandboxResponse, error)
 	// ExtendSandbox pushes a READY sandbox's expire_time back, at most to
 	// the server's maximum lifetime from now: a longer extension is cut
