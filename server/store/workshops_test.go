@@ -79,7 +79,7 @@ func TestCreateWorkshop(t *testing.T) {
 	}
 }
 
-func TestLearnerSandboxes(t *testing.T) {
+func TestWorkshopLearnerSandboxes(t *testing.T) {
 	s := openTest(t)
 	ctx := t.Context()
 	mustWorkshop(t, s, "w-00000a", "ann", "bob", "cy")
@@ -229,7 +229,7 @@ func TestListWorkshops(t *testing.T) {
 	}
 }
 
-func TestLatestGrades(t *testing.T) {
+func TestWorkshopLatestGrades(t *testing.T) {
 	s := openTest(t)
 	ctx := t.Context()
 	mustWorkshop(t, s, "w-00000a", "ann", "bob", "cy")
@@ -284,7 +284,7 @@ func TestLatestGrades(t *testing.T) {
 	}
 }
 
-func TestLearnerSubjects(t *testing.T) {
+func TestWorkshopLearnerSubjects(t *testing.T) {
 	for _, tc := range []struct {
 		subject, ws, name string
 		ok                bool
