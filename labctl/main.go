@@ -176,6 +176,7 @@ func (c *cli) rootCommand() *cobra.Command {
 		{"Sandboxes", []*cobra.Command{c.startCommand(), c.lsCommand(), c.showCommand(), c.topoCommand(), c.statusCommand(), c.extendCommand(), c.stopCommand(), c.watchCommand()}},
 		{"Inside a sandbox", []*cobra.Command{c.shellCommand(), c.execCommand(), c.captureCommand(), c.xdpCommand()}},
 		{"Grading", []*cobra.Command{c.checkCommand(), c.gradesCommand(), c.solveCommand()}},
+		{"Workshops", []*cobra.Command{c.workshopCommand()}},
 		{"Other", []*cobra.Command{c.completionCommand(root)}},
 	}
 	for _, g := range groups {

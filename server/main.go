@@ -263,12 +263,15 @@ func run(ctx context.Context, o options, ready func()) error {
 	)
 	labsv1.RegisterLabServiceServer(srv, api.NewLabServer(catalog))
 	labsv1.RegisterSandboxServiceServer(srv, sandboxes)
-	labsv1.RegisterGradingServiceServer(srv, api.NewGradingServer(sandboxes))
+	grading := api.NewGradingServer(sandboxes)
+	labsv1.RegisterGradingServiceServer(srv, grading)
 	labsv1.RegisterTokenServiceServer(srv, api.NewTokenServer(st, log))
+	workshops := api.NewWorkshopServer(sandboxes, grading, api.WorkshopConfig{})
+	labsv1.RegisterWorkshopServiceServer(srv, workshops)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	for _, svc := range []string{labsv1.LabService_ServiceDesc.ServiceName, labsv1.SandboxService_ServiceDesc.ServiceName, labsv1.GradingService_ServiceDesc.ServiceName, labsv1.TokenService_ServiceDesc.ServiceName} {
+	for _, svc := range []string{labsv1.LabService_ServiceDesc.ServiceName, labsv1.SandboxService_ServiceDesc.ServiceName, labsv1.GradingService_ServiceDesc.ServiceName, labsv1.TokenService_ServiceDesc.ServiceName, labsv1.WorkshopService_ServiceDesc.ServiceName} {
 		hs.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
 	}
 	reflection.Register(srv)
@@ -287,6 +290,7 @@ func run(ctx context.Context, o options, ready func()) error {
 		log.Info("shutting down")
 		hs.Shutdown()
 		sandboxes.Drain() // watch streams end now; creates get the grace below
+		workshops.Close() // ends WatchProgress streams, which would hold up GracefulStop
 		stopped := make(chan struct{})
 		go func() { srv.GracefulStop(); close(stopped) }()
 		select {

@@ -27,6 +27,9 @@ import (
 type GradingServer struct {
 	labsv1.UnimplementedGradingServiceServer
 	sbx *SandboxServer
+
+	// progress is told of every stored grade (nil: nobody listens).
+	progress *Progress
 }
 
 // NewGradingServer returns a GradingService sharing sbx's sandboxes.
@@ -127,6 +130,7 @@ func (g *GradingServer) Grade(ctx context.Context, req *labsv1.GradeRequest) (*l
 			return nil, toStatus(err)
 		}
 		row.ID = gid
+		g.progress.publish(ctx, row)
 		g.sbx.cfg.Store.RecordEvent(ctx, sb.ID, "graded", fmt.Sprintf("%s: %d/%d", ex.ID, rep.Score, rep.Max))
 		resp.Reports = append(resp.Reports, gradeToProto(row, ex.Title, rep))
 	}

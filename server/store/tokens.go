@@ -49,6 +49,14 @@ func validRole(role string) bool {
 // and cannot be shown again. subject must be non-empty printable text of
 // at most 128 bytes.
 func (s *Store) CreateToken(ctx context.Context, role, subject, workshop string) (string, *Token, error) {
+	return insertToken(ctx, s.w, role, subject, workshop)
+}
+
+// insertToken makes a token with db, which may be a transaction (a
+// workshop's tokens are made in the workshop's).
+func insertToken(ctx context.Context, db interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, role, subject, workshop string) (string, *Token, error) {
 	if !validRole(role) {
 		return "", nil, fmt.Errorf("create token: role %q: want admin, instructor or learner: %w", role, ErrInvalid)
 	}
@@ -61,7 +69,7 @@ func (s *Store) CreateToken(ctx context.Context, role, subject, workshop string)
 	var idb [4]byte
 	rand.Read(idb[:])
 	t := &Token{ID: fmt.Sprintf("t-%x", idb), Role: role, Subject: subject, Workshop: workshop, Created: time.Now().UTC()}
-	if _, err := s.w.ExecContext(ctx,
+	if _, err := db.ExecContext(ctx,
 		`INSERT INTO tokens (id, hash, role, subject, workshop, created) VALUES (?, ?, ?, ?, ?, ?)`,
 		t.ID, hashSecret(secret), t.Role, t.Subject, t.Workshop, nanos(t.Created)); err != nil {
 		return "", nil, fmt.Errorf("create token for %q: %w", subject, err)
