@@ -602,7 +602,7 @@ func TestProgressSlowWatcher(t *testing.T) {
 	const grades = 4 * progressBuffer
 	var slowest time.Duration
 	for i := range grades {
-		g := &store.Grade{Sandbox: "s-a00001", Lab: "routed", Exercise: fmt.Sprintf("e%d", i%3), Time: time.Now(), Score: i, Max: 1000, Report: []byte(`{}`)}
+		g := &store.Grade{Sandbox: "s-a00001", Owner: wsID + "/ann", Lab: "routed", Exercise: fmt.Sprintf("e%d", i%3), Time: time.Now(), Score: i, Max: 1000, Report: []byte(`{}`)}
 		id, err := e.st.AddGrade(ctx, g)
 		if err != nil {
 			t.Fatal(err)
