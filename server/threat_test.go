@@ -657,6 +657,10 @@ func TestThreat04NamespaceEscape(t *testing.T) {
 	own := nsLinks(t, th.initPid(t, th.att, "h1"), nodeNamespaces...)
 	host := nsLinks(t, os.Getpid(), nodeNamespaces...)
 	other := nsLinks(t, th.initPid(t, th.vic, "h1"), nodeNamespaces...)
+	// A node's commands share a mount namespace of their own, made by
+	// the init from the one the spawner built for it (spawn.go).
+	own["mnt"] = strings.TrimSpace(th.mustSh(t, th.att, "h1", "readlink /proc/self/ns/mnt"))
+	other["mnt"] = strings.TrimSpace(th.mustSh(t, th.vic, "h1", "readlink /proc/self/ns/mnt"))
 	// checkOwn: every "TYPE LINK" line names one of the node's own.
 	checkOwn := func(t *testing.T, out string) {
 		t.Helper()
@@ -684,16 +688,25 @@ func TestThreat04NamespaceEscape(t *testing.T) {
 	const show = `for n in net mnt pid uts ipc user; do echo "$n $(readlink /proc/self/ns/$n)"; done`
 
 	t.Run("nsenter -t 1 -a", func(t *testing.T) {
-		// -a also asks for the cgroup and time namespaces, which the node
-		// shares with the host and may not enter: nsenter fails.
-		r := th.sh(t, th.att, "h1", "nsenter -t 1 -a sh -c '"+show+"'")
+		// The init is not dumpable (it runs from a binary the node cannot
+		// read): its /proc/1/ns/* are not the node's to open.
+		for _, flags := range []string{"-a", "-n -m -p -u -i", "-n", "-m", "-U"} {
+			if r := th.sh(t, th.att, "h1", "nsenter -t 1 "+flags+" true"); r.exit.GetCode() == 0 {
+				t.Errorf("nsenter -t 1 %s succeeded", flags)
+			}
+		}
+		// Another process of the node leads to the node's own namespaces.
+		// -a also asks for the cgroup and time namespaces: those of a
+		// command are its own cgroup namespace and the host's time
+		// namespace, which the node may not enter, so nsenter fails.
+		r := th.sh(t, th.att, "h1", "sleep 30 & p=$!; nsenter -t $p -a sh -c '"+show+"'; rc=$?; kill $p; exit $rc")
 		if r.exit.GetCode() == 0 {
 			checkOwn(t, r.stdout)
 		}
-		out := th.mustSh(t, th.att, "h1", "nsenter -t 1 -n -m -p -u -i sh -c '"+show+"; hostname'")
+		out := th.mustSh(t, th.att, "h1", "sleep 30 & p=$!; nsenter -t $p -n -m -p -u -i sh -c '"+show+"; hostname'; rc=$?; kill $p; exit $rc")
 		checkOwn(t, out)
 		if !strings.HasSuffix(out, "h1\n") {
-			t.Errorf("nsenter -t 1 landed on host %q", out)
+			t.Errorf("nsenter landed on host %q", out)
 		}
 	})
 	t.Run("nsenter --net into every visible process", func(t *testing.T) {
@@ -713,9 +726,12 @@ func TestThreat04NamespaceEscape(t *testing.T) {
 		}
 	})
 	t.Run("the host's cgroup and time namespaces cannot be entered", func(t *testing.T) {
-		for _, flag := range []string{"-C", "-T"} {
-			if r := th.sh(t, th.att, "h1", "nsenter -t 1 "+flag+" true"); r.exit.GetCode() == 0 {
-				t.Errorf("nsenter -t 1 %s succeeded", flag)
+		// The init is the node's only process in the host's cgroup
+		// namespace (and it is not dumpable); every command shares the
+		// host's time namespace, owned by the host's user namespace.
+		for _, cmd := range []string{"nsenter -t 1 -C true", "sleep 30 & p=$!; nsenter -t $p -T true; rc=$?; kill $p; exit $rc"} {
+			if r := th.sh(t, th.att, "h1", cmd); r.exit.GetCode() == 0 {
+				t.Errorf("%q succeeded", cmd)
 			}
 		}
 	})
@@ -919,9 +935,20 @@ func TestThreat07FillTmpfs(t *testing.T) {
 	th.assertUnaffected(t)
 
 	t.Run("unmounting a node's tmpfs does not reach the host's directory", func(t *testing.T) {
-		knownGap(t, "a node's root can umount its own /var/tmp or /dev/shm tmpfs (mounted in a namespace it owns) and write the host's world-writable directory beneath")
-		th.sh(t, th.att, "h1", fmt.Sprintf("umount /var/tmp; umount /dev/shm; dd if=/dev/zero of=/var/tmp/%[1]s bs=1M count=4; dd if=/dev/zero of=/dev/shm/%[1]s bs=1M count=4", name))
+		// The tmpfs directories were mounted by the spawner, in a mount
+		// namespace of its user namespace; the node's is a copy made
+		// from the node's user namespace, where the kernel locks them.
+		out := th.mustSh(t, th.att, "h1", fmt.Sprintf(`for d in /var/tmp /dev/shm /tmp /run; do
+  for i in 1 2 3; do umount $d 2>/dev/null && echo "UNMOUNTED $d"; umount -l $d 2>/dev/null && echo "DETACHED $d"; done
+done
+for d in /var/tmp /dev/shm; do dd if=/dev/zero of=$d/%[1]s bs=1M count=4 2>/dev/null; done
+grep -E ' /(var/tmp|dev/shm) ' /proc/self/mounts`, name))
+		t.Logf("after umount and umount -l, three times each:\n%s", out)
+		if strings.Contains(out, "UNMOUNTED") || strings.Contains(out, "DETACHED") {
+			t.Errorf("a node unmounted its tmpfs:\n%s", out)
+		}
 		hostMissing(t, "/var/tmp/"+name, "/dev/shm/"+name)
+		th.mustSh(t, th.att, "h1", "rm -f /var/tmp/"+name+" /dev/shm/"+name)
 	})
 }
 
@@ -1003,20 +1030,59 @@ echo done`)
 	}
 
 	t.Run("peeling off the node's /proc, /sys and tmpfs reveals nothing of the host", func(t *testing.T) {
-		knownGap(t, "the node's /proc, /sys and tmpfs mounts are its own to umount; beneath lie the host's procfs (every host process and command line), sysfs (the host's cgroup tree) and /var/tmp, /dev/shm")
-		// In a mount namespace of its own, so the node stays usable.
-		out := th.mustSh(t, th.att, "h1", `unshare -m sh -c '
-umount /proc 2>/dev/null; umount -l /sys 2>/dev/null; umount /var/tmp 2>/dev/null
+		// Something of the host's to look for beneath the node's mounts.
+		mark := "nslab-peel-" + randSuffix()
+		for _, d := range []string{"/var/tmp", "/dev/shm"} {
+			if err := os.WriteFile(filepath.Join(d, mark), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.Remove(filepath.Join(d, mark)) })
+		}
+		peel := `for i in 1 2 3; do
+  for m in /proc /sys /var/tmp /dev/shm /tmp /run /dev/pts /dev/ptmx /etc/hosts /etc/hostname; do
+    umount $m 2>/dev/null && echo "UNMOUNTED $m"; umount -l $m 2>/dev/null && echo "DETACHED $m"
+  done
+done
+mount -o remount,rw /sys 2>/dev/null && echo "REMOUNTED /sys rw"
+mount -o remount,suid,dev /tmp 2>/dev/null && echo "REMOUNTED /tmp suid,dev"
+mount --bind / /mnt 2>/dev/null && echo "BOUND / without its submounts"
+mount --make-rprivate / && mount --rbind / /mnt && for m in /mnt/proc /mnt/sys /mnt/var/tmp; do umount -l $m 2>/dev/null && echo "DETACHED copy $m"; done
 echo "init $(cat /proc/1/comm)"
-echo "pids $(ls /proc | grep -c "^[0-9]")"
-echo "cgroups $(ls /sys/fs/cgroup | wc -l)"'`)
-		t.Logf("after umount in a nested namespace: %s", strings.Join(strings.Fields(out), " "))
-		if !strings.Contains(out, "init nslab-init") {
-			t.Errorf("the node's /proc shows another pid 1:\n%s", out)
+echo "pids $(ls /proc | grep -c '^[0-9]')"
+echo "cgroups $(ls /sys/fs/cgroup | wc -l)"
+echo "links $(ls /sys/class/net | tr '\n' ' ')"
+ls /var/tmp /dev/shm /mnt/var/tmp /mnt/dev/shm 2>/dev/null | grep -c ` + mark + ` | sed 's/^/host files /'
+`
+		for _, where := range []struct{ name, script string }{
+			{"in a mount namespace of its own", "unshare -m sh -c '" + strings.ReplaceAll(peel, "'", `'"'"'`) + "'"},
+			{"in the node's namespace", peel + "umount -l /mnt 2>/dev/null; true"},
+		} {
+			out := th.mustSh(t, th.att, "h1", where.script)
+			t.Logf("%s: %s", where.name, strings.Join(strings.Fields(out), " "))
+			for _, bad := range []string{"UNMOUNTED", "DETACHED", "REMOUNTED", "BOUND"} {
+				if strings.Contains(out, bad) {
+					t.Errorf("%s, a node did what it may not:\n%s", where.name, out)
+				}
+			}
+			if !strings.Contains(out, "init nslab-init") {
+				t.Errorf("%s, the node's /proc shows another pid 1:\n%s", where.name, out)
+			}
+			var pids int
+			fmt.Sscanf(out[strings.Index(out, "pids "):], "pids %d", &pids)
+			if pids > 16 {
+				t.Errorf("%s, the node's /proc shows %d processes: not only its own", where.name, pids)
+			}
+			if !strings.Contains(out, "cgroups 0") {
+				t.Errorf("%s, the node's /sys shows the host's cgroup tree:\n%s", where.name, out)
+			}
+			if !strings.Contains(out, "links eth0 lo \n") {
+				t.Errorf("%s, the node's /sys shows links not its own:\n%s", where.name, out)
+			}
+			if !strings.Contains(out, "host files 0") {
+				t.Errorf("%s, the node sees the host's /var/tmp or /dev/shm:\n%s", where.name, out)
+			}
 		}
-		if !strings.Contains(out, "cgroups 0") {
-			t.Errorf("the node's /sys shows the host's cgroup tree:\n%s", out)
-		}
+		th.mustSh(t, th.att, "h1", "true") // still usable
 	})
 	th.assertUnaffected(t)
 }
