@@ -82,7 +82,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		cfg.DefaultMemory = 512 << 20
 	}
 	if cfg.NodeNamespaces == 0 {
-		cfg.NodeNamespaces = defaultNodeNamespaces
+		cfg.NodeNamespaces = DefaultNodeNamespaces
 	}
 	if cfg.NodeNamespaces < 2 {
 		return nil, fmt.Errorf("NodeNamespaces %d: must be at least 2 (a node's own and one more)", cfg.NodeNamespaces)

@@ -53,7 +53,8 @@ const secbitNoSetuidFixup = 1 << 2
 
 // Namespace limits per node (each node's own namespaces included).
 const (
-	defaultNodeNamespaces = 32
+	// DefaultNodeNamespaces is Config.NodeNamespaces when unset.
+	DefaultNodeNamespaces = 32
 	// Every command runs in a cgroup namespace of its own, so these are
 	// bounded by the node's pids limit (at most 4096) rather than here.
 	nodeCgroupNamespaces = 8192
