@@ -91,7 +91,7 @@ func (m *Manager) startChild(ctx context.Context, cs childSpec) (_ *proc, err er
 	if cs.node != nil {
 		req := *cs.node
 		req.Argv = cs.argv
-		if pid, err = m.spawnNode(req, logf, extra); err != nil {
+		if pid, err = m.spawnNode(req, logf, extra, cs.deadline); err != nil {
 			return nil, fmt.Errorf("start %s: %w", cs.argv[0], err)
 		}
 	} else {

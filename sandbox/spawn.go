@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -62,7 +63,7 @@ const (
 
 // spawnRequest asks the spawner to start one node init. Descriptors come
 // with it: the reply socket, the init's log (stdout and stderr), then the
-// init's extra files (control listener, go pipe, ready pipe).
+// init's extra files (control listener, cgroup file, go and ready pipes).
 type spawnRequest struct {
 	Exe  string   `json:"exe"`
 	Argv []string `json:"argv"`
@@ -80,8 +81,7 @@ type spawnReply struct {
 type spawner struct {
 	mu   sync.Mutex
 	conn *net.UnixConn // nil until started, and again after it broke
-	cmd  *exec.Cmd
-	exe  string // the init binary: a copy of this one only root may read
+	exe  string        // the init binary: a copy of this one only root may read
 }
 
 // initExe makes (once per Manager) the copy of this binary that node inits
@@ -91,36 +91,41 @@ type spawner struct {
 // from tracing its init or reading its memory and descriptors.
 func (m *Manager) initExe() (string, error) {
 	dst := filepath.Join(m.stateDir, argv0Init)
+	var st unix.Statfs_t
+	if err := unix.Statfs(m.stateDir, &st); err == nil && st.Flags&unix.ST_NOEXEC != 0 {
+		return "", fmt.Errorf("state dir %s is on a noexec mount: node inits run from a copy of labd's binary there", m.stateDir)
+	}
 	src, err := os.Open(m.exe)
 	if err != nil {
 		return "", fmt.Errorf("open own binary: %w", err)
 	}
 	defer src.Close()
-	tmp := fmt.Sprintf("%s.%d.tmp", dst, os.Getpid())
 	// While the copy is open for writing, no other goroutine may fork: a
 	// child between fork and exec would hold the descriptor, and exec of
 	// the copy would fail with ETXTBSY.
 	syscall.ForkLock.RLock()
-	err = func() error {
-		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o700)
+	tmp, err := func() (string, error) {
+		f, err := os.CreateTemp(m.stateDir, argv0Init+".*.tmp")
 		if err != nil {
-			return err
+			return "", err
 		}
 		_, cerr := io.Copy(f, src)
 		if err := f.Close(); cerr == nil {
 			cerr = err
 		}
-		return cerr
+		return f.Name(), cerr
 	}()
 	syscall.ForkLock.RUnlock()
 	if err == nil {
-		err = os.Chmod(tmp, 0o711) // whatever the umask
+		err = os.Chmod(tmp, 0o711) // root's, executable by all, readable by none else
 	}
 	if err == nil {
 		err = os.Rename(tmp, dst)
 	}
 	if err != nil {
-		os.Remove(tmp)
+		if tmp != "" {
+			os.Remove(tmp)
+		}
 		return "", fmt.Errorf("copy own binary to %s: %w", dst, err)
 	}
 	return dst, nil
@@ -142,11 +147,11 @@ func (m *Manager) spawnConn() (*net.UnixConn, string, error) {
 		}
 		s.exe = exe
 	}
-	conn, cmd, err := m.startSpawner()
+	conn, err := m.startSpawner()
 	if err != nil {
 		return nil, "", err
 	}
-	s.conn, s.cmd = conn, cmd
+	s.conn = conn
 	return conn, s.exe, nil
 }
 
@@ -177,17 +182,17 @@ func (m *Manager) Close() {
 // startSpawner starts the spawner in a user namespace of its own owned by
 // the overflow uid: every node's namespaces are counted, at the host
 // level, against that uid and not against root's (labd's).
-func (m *Manager) startSpawner() (*net.UnixConn, *exec.Cmd, error) {
+func (m *Manager) startSpawner() (*net.UnixConn, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, nil, fmt.Errorf("spawner socket: %w", err)
+		return nil, fmt.Errorf("spawner socket: %w", err)
 	}
 	ours, theirs := os.NewFile(uintptr(fds[0]), "spawn"), os.NewFile(uintptr(fds[1]), "spawn")
 	defer theirs.Close()
 	fc, err := net.FileConn(ours)
 	ours.Close()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	conn := fc.(*net.UnixConn)
 	owner := overflowUID()
@@ -209,7 +214,7 @@ func (m *Manager) startSpawner() (*net.UnixConn, *exec.Cmd, error) {
 	}
 	if err := asOwner(owner, cmd.Start); err != nil {
 		conn.Close()
-		return nil, nil, fmt.Errorf("start %s: %w", argv0Spawn, err)
+		return nil, fmt.Errorf("start %s: %w", argv0Spawn, err)
 	}
 	go cmd.Wait()
 	var rep spawnReply
@@ -221,9 +226,9 @@ func (m *Manager) startSpawner() (*net.UnixConn, *exec.Cmd, error) {
 	if err != nil {
 		conn.Close()
 		cmd.Process.Kill()
-		return nil, nil, fmt.Errorf("%s did not start: %w", argv0Spawn, err)
+		return nil, fmt.Errorf("%s did not start: %w", argv0Spawn, err)
 	}
-	return conn, cmd, nil
+	return conn, nil
 }
 
 func overflowUID() int {
@@ -259,8 +264,8 @@ func asOwner(uid int, start func() error) error {
 }
 
 // spawnNode asks the spawner to start a node init; files are the init's
-// extra files (fds 3...).
-func (m *Manager) spawnNode(req spawnRequest, log *os.File, files []*os.File) (int, error) {
+// extra files (fds 3...). It waits for the answer until deadline.
+func (m *Manager) spawnNode(req spawnRequest, log *os.File, files []*os.File, deadline time.Time) (int, error) {
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
 		conn, exe, err := m.spawnConn()
@@ -268,13 +273,13 @@ func (m *Manager) spawnNode(req spawnRequest, log *os.File, files []*os.File) (i
 			return 0, err
 		}
 		req.Exe = exe
-		pid, err := spawnOnce(conn, req, log, files)
+		pid, err := spawnOnce(conn, req, log, files, deadline)
 		if err == nil {
 			return pid, nil
 		}
 		var se spawnError
-		if errors.As(err, &se) {
-			return 0, err // the spawner answered: no point in another
+		if errors.As(err, &se) || errors.Is(err, os.ErrDeadlineExceeded) {
+			return 0, err // the spawner answered, or the caller gave up
 		}
 		// The spawner is gone (it crashed, or was killed): start another.
 		m.dropSpawner(conn)
@@ -288,7 +293,7 @@ type spawnError struct{ msg string }
 
 func (e spawnError) Error() string { return e.msg }
 
-func spawnOnce(conn *net.UnixConn, req spawnRequest, log *os.File, files []*os.File) (int, error) {
+func spawnOnce(conn *net.UnixConn, req spawnRequest, log *os.File, files []*os.File, deadline time.Time) (int, error) {
 	// A socket pair per request: the spawner answers on its end, so
 	// concurrent node starts never see each other's replies.
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
@@ -314,6 +319,7 @@ func spawnOnce(conn *net.UnixConn, req spawnRequest, log *os.File, files []*os.F
 	}
 	rc := fc.(*net.UnixConn)
 	defer rc.Close()
+	rc.SetReadDeadline(deadline)
 	var rep spawnReply
 	rfds, err := readMsg(rc, &rep)
 	closeFds(rfds)
