@@ -454,12 +454,6 @@ func startNodeInit(req spawnRequest, log *os.File, extra []*os.File) (*exec.Cmd,
 	if len(req.Argv) == 0 || req.UID == 0 || req.Exe == "" || req.Dir == "" {
 		return nil, errors.New("spawn: incomplete request")
 	}
-	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-		return nil, fmt.Errorf("new mount namespace: %w", err)
-	}
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return nil, fmt.Errorf("make / private: %w", err)
-	}
 	uid := int(req.UID)
 	cmd := &exec.Cmd{
 		Path:       req.Exe,
@@ -483,9 +477,26 @@ func startNodeInit(req spawnRequest, log *os.File, extra []*os.File) (*exec.Cmd,
 			Setsid:     true,
 		},
 	}
-	// The node's user namespace is owned by the node's own uid.
-	if err := asOwnerHere(uid, cmd.Start); err != nil {
-		return nil, fmt.Errorf("start %s: %w", req.Argv[0], err)
+	// As the node's own uid, so that the node's user namespace is owned
+	// by it, and every namespace made for the node (this mount namespace
+	// included) is counted against it, not against the spawner's root.
+	err := asOwnerHere(uid, func() error {
+		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+			return fmt.Errorf("new mount namespace: %w", err)
+		}
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			return fmt.Errorf("make / private: %w", err)
+		}
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("start %s: %w", req.Argv[0], err)
+		}
+		return nil
+	})
+	if err != nil {
+		if cmd.Process != nil {
+			return cmd, err
+		}
+		return nil, err
 	}
 	return cmd, nodeMounts(req, cmd.Process.Pid)
 }
