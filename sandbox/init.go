@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -385,10 +384,12 @@ func serveSpawn(r *reaper, c *net.UnixConn, req *wireRequest) {
 		logPath = "/dev/null"
 	}
 	// Paths as the node's processes see them, in its mount namespace.
+	// O_NONBLOCK: the node owns the path, and opening a FIFO it put
+	// there must not hold the thread every command is forked from.
 	var logf, null *os.File
 	var err error
 	r.mnt.do(func() {
-		if logf, err = os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err != nil {
+		if logf, err = os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_NONBLOCK, 0o644); err != nil {
 			err = fmt.Errorf("open log %s: %v", logPath, err)
 			return
 		}
@@ -410,13 +411,14 @@ func serveSpawn(r *reaper, c *net.UnixConn, req *wireRequest) {
 	}
 	go func() {
 		ws := <-wait
-		// Record the end in the service's own log, where a learner will look.
+		// Record the end in the service's own log, where a learner will
+		// look. Raw, non-blocking calls: whatever the node has put at that
+		// path by now, the mount thread must not wait on it.
+		msg := fmt.Sprintf("nslab: %s (pid %d) ended: %v\n", req.Argv[0], pid, describeWait(ws))
 		r.mnt.do(func() {
-			if f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND, 0); err == nil {
-				w := bufio.NewWriter(f)
-				fmt.Fprintf(w, "nslab: %s (pid %d) ended: %v\n", req.Argv[0], pid, describeWait(ws))
-				w.Flush()
-				f.Close()
+			if fd, err := unix.Open(logPath, unix.O_WRONLY|unix.O_APPEND|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err == nil {
+				unix.Write(fd, []byte(msg))
+				unix.Close(fd)
 			}
 		})
 	}()
