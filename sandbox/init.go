@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,20 +23,10 @@ import (
 // Files handed to a node init by labd, in ExtraFiles order.
 const (
 	initFdListener = 3 // SOCK_SEQPACKET listener for the control channel
-	initFdGo       = 4 // read end: one byte once labd has placed us in our cgroups; EOF = abort
-	initFdReady    = 5 // write end: "ok\n" or the setup error
+	initFdCgroup   = 4 // write-only: the node's memory cgroup, for the fork thread (initGroup)
+	initFdGo       = 5 // read end: one byte once labd has placed us in our cgroups; EOF = abort
+	initFdReady    = 6 // write end: "ok\n" or the setup error
 )
-
-// Node filesystem limits. tmpfs pages are also charged to the node's
-// memory cgroup, so these only keep one directory from taking all of it.
-var nodeTmpfs = []struct {
-	path, opts string
-}{
-	{"/tmp", "size=64m,mode=1777"},
-	{"/var/tmp", "size=64m,mode=1777"},
-	{"/dev/shm", "size=64m,mode=1777"},
-	{"/run", "size=16m,mode=755"},
-}
 
 const nodePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -49,7 +39,8 @@ func initMain(args []string) int {
 	if len(args) != 3 {
 		return fatalf("usage: %s STATEDIR SANDBOX NODE", argv0Init)
 	}
-	stateDir, sandbox, node := args[0], args[1], args[2]
+	// STATEDIR and SANDBOX are in argv for labd to find its inits by.
+	node := args[2]
 	// Nothing this process was handed — the control listener, the pipes,
 	// anything labd itself inherited — may pass on to the commands it
 	// runs: a node holding the listener could answer labd's requests.
@@ -57,12 +48,15 @@ func initMain(args []string) int {
 		return fatalf("mark descriptors close-on-exec: %v", err)
 	}
 	// As PID 1 of its pid namespace the kernel already drops signals
-	// without a handler, but the Go runtime installs handlers for these;
-	// ignoring them keeps a learner's `kill 1` from ending the node.
-	// (signal.Ignore would do, but SIG_IGN survives exec and every command
-	// run in the node would inherit it; handled signals are reset.)
+	// without a handler (SIGKILL and SIGSTOP from inside the node among
+	// them), but the Go runtime installs a handler for every signal and
+	// dies of some (SIGABRT, SIGTRAP, SIGSYS...) when they come from
+	// kill(2). Relaying all of them to a channel nobody reads keeps a
+	// learner's `kill -<any> 1` from ending the node. (signal.Ignore would
+	// do, but SIG_IGN survives exec and every command run in the node
+	// would inherit it; handled signals are reset.)
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPIPE)
+	signal.Notify(sigs)
 	go func() {
 		for range sigs {
 		}
@@ -76,7 +70,12 @@ func initMain(args []string) int {
 	goPipe.Close()
 
 	ready := os.NewFile(initFdReady, "ready")
-	if err := setupNode(filepath.Join(stateDir, "sandboxes", sandbox, node), node); err != nil {
+	if err := setupNode(node); err != nil {
+		fmt.Fprintf(ready, "%v\n", err)
+		return 1
+	}
+	mnt, err := newNodeThread()
+	if err != nil {
 		fmt.Fprintf(ready, "%v\n", err)
 		return 1
 	}
@@ -99,7 +98,7 @@ func initMain(args []string) int {
 	fmt.Fprintf(ready, "ok\n")
 	ready.Close()
 
-	r := newReaper()
+	r := newReaper(mnt)
 	go r.run()
 	for {
 		c, err := ln.Accept()
@@ -114,47 +113,12 @@ func initMain(args []string) int {
 	}
 }
 
-// setupNode gives the node its own hostname, /proc, /sys, devpts, tmpfs
-// directories and /etc/hosts. It runs as root of the node's user
-// namespace, so nothing here can affect the host's mounts.
-func setupNode(dir, node string) error {
+// setupNode gives the node its hostname and the settings every node
+// starts with. Its mount table was built by the spawner before the init
+// was released (spawn.go).
+func setupNode(node string) error {
 	if err := unix.Sethostname([]byte(node)); err != nil {
 		return fmt.Errorf("set hostname: %w", err)
-	}
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("make / private: %w", err)
-	}
-	// Bind the node's own files before /run or /tmp (where the state
-	// directory may live) are covered by tmpfs.
-	for _, f := range []string{"hosts", "hostname"} {
-		if _, err := os.Stat("/etc/" + f); err != nil {
-			continue
-		}
-		if err := unix.Mount(filepath.Join(dir, f), "/etc/"+f, "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("bind /etc/%s: %w", f, err)
-		}
-	}
-	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("mount /proc: %w", err)
-	}
-	// A sysfs of the node's own network namespace, so /sys/class/net shows
-	// its interfaces. Read-only: nothing in it is the node's to change.
-	if err := unix.Mount("sysfs", "/sys", "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("mount /sys: %w", err)
-	}
-	for _, t := range nodeTmpfs {
-		if _, err := os.Stat(t.path); err != nil {
-			continue
-		}
-		if err := unix.Mount("tmpfs", t.path, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, t.opts); err != nil {
-			return fmt.Errorf("mount tmpfs on %s: %w", t.path, err)
-		}
-	}
-	if err := unix.Mount("devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"); err != nil {
-		return fmt.Errorf("mount /dev/pts: %w", err)
-	}
-	if err := unix.Mount("/dev/pts/ptmx", "/dev/ptmx", "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind /dev/ptmx: %w", err)
 	}
 	// Interfaces arrive fully addressed and unique by construction, so
 	// duplicate address detection would only hold every link-local
@@ -172,6 +136,53 @@ func setupNode(dir, node string) error {
 	return nil
 }
 
+// nodeThread is the one OS thread of the init that lives in the node's own
+// mount namespace, the one its commands get. The init's other threads stay
+// in the mount namespace the spawner built, which belongs to the spawner's
+// user namespace: the node's root can change nothing there. The node's
+// namespace is a copy of it made from the node's user namespace, so the
+// kernel locks every mount in it: none can be unmounted, or remounted
+// with fewer restrictions, to reveal what is beneath. Every command is
+// forked from this thread, and every path a request names is resolved
+// here, as the node's processes see it.
+type nodeThread struct{ fns chan func() }
+
+func newNodeThread() (*nodeThread, error) {
+	t := &nodeThread{fns: make(chan func())}
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: no other goroutine may run on this thread.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+			errc <- fmt.Errorf("make the node's mount namespace: %w", err)
+			return // the thread ends with the goroutine
+		}
+		// Commands are born in this thread's cgroups: the node's, while
+		// the init itself is charged apart (labd's initGroup).
+		_, err := unix.Write(initFdCgroup, []byte(strconv.Itoa(unix.Gettid())))
+		unix.Close(initFdCgroup)
+		if err != nil {
+			errc <- fmt.Errorf("join the node's memory cgroup: %w", err)
+			return
+		}
+		errc <- nil
+		for f := range t.fns {
+			f()
+		}
+	}()
+	return t, <-errc
+}
+
+// do runs f on the thread and returns when it has.
+func (t *nodeThread) do(f func()) {
+	done := make(chan struct{})
+	t.fns <- func() {
+		defer close(done)
+		f()
+	}
+	<-done
+}
+
 // reaper is PID 1's wait loop. Children are started while holding mu and
 // the reaper only waits while holding mu, so a child that exits at once
 // is never reaped before its waiter is registered.
@@ -179,10 +190,11 @@ type reaper struct {
 	mu      sync.Mutex
 	waiters map[int]chan unix.WaitStatus
 	sigc    chan os.Signal
+	mnt     *nodeThread
 }
 
-func newReaper() *reaper {
-	r := &reaper{waiters: map[int]chan unix.WaitStatus{}, sigc: make(chan os.Signal, 1)}
+func newReaper(mnt *nodeThread) *reaper {
+	r := &reaper{waiters: map[int]chan unix.WaitStatus{}, sigc: make(chan os.Signal, 1), mnt: mnt}
 	signal.Notify(r.sigc, unix.SIGCHLD)
 	return r
 }
@@ -211,7 +223,14 @@ func (r *reaper) run() {
 // start forks and execs argv with the given stdio in a session of its
 // own; with ctty, files[0] (a pty slave) becomes the session's
 // controlling terminal. The returned channel yields its wait status once.
-func (r *reaper) start(req *wireRequest, files []uintptr, ctty bool) (int, <-chan unix.WaitStatus, error) {
+// The command is forked from the node's mount thread, into the node's
+// mount namespace.
+func (r *reaper) start(req *wireRequest, files []uintptr, ctty bool) (pid int, wait <-chan unix.WaitStatus, err error) {
+	r.mnt.do(func() { pid, wait, err = r.startHere(req, files, ctty) })
+	return pid, wait, err
+}
+
+func (r *reaper) startHere(req *wireRequest, files []uintptr, ctty bool) (int, <-chan unix.WaitStatus, error) {
 	path := req.Argv[0]
 	if req.Self {
 		path = "/proc/self/exe"
@@ -364,17 +383,26 @@ func serveSpawn(r *reaper, c *net.UnixConn, req *wireRequest) {
 	if logPath == "" {
 		logPath = "/dev/null"
 	}
-	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	// Paths as the node's processes see them, in its mount namespace.
+	// O_NONBLOCK: the node owns the path, and opening a FIFO it put
+	// there must not hold the thread every command is forked from.
+	var logf, null *os.File
+	var err error
+	r.mnt.do(func() {
+		if logf, err = os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_NONBLOCK, 0o644); err != nil {
+			err = fmt.Errorf("open log %s: %v", logPath, err)
+			return
+		}
+		if null, err = os.Open("/dev/null"); err != nil {
+			logf.Close()
+			err = fmt.Errorf("open /dev/null: %v", err)
+		}
+	})
 	if err != nil {
-		writeMsg(c, wireReply{Error: fmt.Sprintf("open log %s: %v", logPath, err), Code: 126})
+		writeMsg(c, wireReply{Error: err.Error(), Code: 126})
 		return
 	}
 	defer logf.Close()
-	null, err := os.Open("/dev/null")
-	if err != nil {
-		writeMsg(c, wireReply{Error: fmt.Sprintf("open /dev/null: %v", err), Code: 126})
-		return
-	}
 	defer null.Close()
 	pid, wait, err := r.start(req, []uintptr{null.Fd(), logf.Fd(), logf.Fd()}, false)
 	if err != nil {
@@ -383,13 +411,16 @@ func serveSpawn(r *reaper, c *net.UnixConn, req *wireRequest) {
 	}
 	go func() {
 		ws := <-wait
-		// Record the end in the service's own log, where a learner will look.
-		if f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND, 0); err == nil {
-			w := bufio.NewWriter(f)
-			fmt.Fprintf(w, "nslab: %s (pid %d) ended: %v\n", req.Argv[0], pid, describeWait(ws))
-			w.Flush()
-			f.Close()
-		}
+		// Record the end in the service's own log, where a learner will
+		// look. Raw, non-blocking calls: whatever the node has put at that
+		// path by now, the mount thread must not wait on it.
+		msg := fmt.Sprintf("nslab: %s (pid %d) ended: %v\n", req.Argv[0], pid, describeWait(ws))
+		r.mnt.do(func() {
+			if fd, err := unix.Open(logPath, unix.O_WRONLY|unix.O_APPEND|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err == nil {
+				unix.Write(fd, []byte(msg))
+				unix.Close(fd)
+			}
+		})
 	}()
 	writeMsg(c, wireReply{Pid: pid})
 }
@@ -408,33 +439,10 @@ func describeWait(ws unix.WaitStatus) string {
 // exits or labd goes away, every process left in the session dies with
 // it: background jobs too, not only the leader's process group.
 func servePty(r *reaper, c *net.UnixConn, req *wireRequest) {
-	if len(req.Argv) == 0 {
-		req.Argv = []string{"sh", "-l"}
-		if _, err := exec.LookPath("bash"); err == nil {
-			req.Argv = []string{"bash", "-l"}
-		}
-	}
-	has := func(key string) bool {
-		return slices.ContainsFunc(req.Env, func(kv string) bool { return strings.HasPrefix(kv, key+"=") })
-	}
-	if !has("PS1") {
-		// The node's name even where no bashrc sets a prompt; only bash
-		// knows \w.
-		ps1 := "root@" + os.Getenv("HOSTNAME") + "# "
-		if filepath.Base(req.Argv[0]) == "bash" {
-			ps1 = "root@" + os.Getenv("HOSTNAME") + `:\w# `
-		}
-		req.Env = append([]string{"PS1=" + ps1}, req.Env...)
-	}
-	if home := os.Getenv("HOME"); !has("HOME") && unix.Access(home, unix.R_OK|unix.X_OK) != nil {
-		// The host's /root belongs to an unmapped owner, and a login
-		// shell would complain on entry and exit that it cannot read its
-		// profile there. A home of the node's own also keeps history.
-		if err := os.MkdirAll(nodeHome, 0o700); err == nil {
-			req.Env = append([]string{"HOME=" + nodeHome}, req.Env...)
-		}
-	}
-	master, slave, err := openPty(req.Rows, req.Cols)
+	var master, slave int
+	var err error
+	// Paths as the node's processes see them, in its mount namespace.
+	r.mnt.do(func() { master, slave, err = preparePty(req) })
 	if err != nil {
 		writeMsg(c, wireReply{Error: err.Error(), Code: 126})
 		return
@@ -476,6 +484,38 @@ func servePty(r *reaper, c *net.UnixConn, req *wireRequest) {
 		killSession(pid)
 		done = true
 	})
+}
+
+// preparePty picks the shell, prompt and home for a pty session and opens
+// the pseudo-terminal.
+func preparePty(req *wireRequest) (master, slave int, err error) {
+	if len(req.Argv) == 0 {
+		req.Argv = []string{"sh", "-l"}
+		if _, err := exec.LookPath("bash"); err == nil {
+			req.Argv = []string{"bash", "-l"}
+		}
+	}
+	has := func(key string) bool {
+		return slices.ContainsFunc(req.Env, func(kv string) bool { return strings.HasPrefix(kv, key+"=") })
+	}
+	if !has("PS1") {
+		// The node's name even where no bashrc sets a prompt; only bash
+		// knows \w.
+		ps1 := "root@" + os.Getenv("HOSTNAME") + "# "
+		if filepath.Base(req.Argv[0]) == "bash" {
+			ps1 = "root@" + os.Getenv("HOSTNAME") + `:\w# `
+		}
+		req.Env = append([]string{"PS1=" + ps1}, req.Env...)
+	}
+	if home := os.Getenv("HOME"); !has("HOME") && unix.Access(home, unix.R_OK|unix.X_OK) != nil {
+		// The host's /root belongs to an unmapped owner, and a login
+		// shell would complain on entry and exit that it cannot read its
+		// profile there. A home of the node's own also keeps history.
+		if err := os.MkdirAll(nodeHome, 0o700); err == nil {
+			req.Env = append([]string{"HOME=" + nodeHome}, req.Env...)
+		}
+	}
+	return openPty(req.Rows, req.Cols)
 }
 
 // openPty opens a pseudo-terminal pair sized rows x cols (when given).

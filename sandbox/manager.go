@@ -49,7 +49,11 @@ type Config struct {
 	// kernel.pid_max, and three quarters of the host's memory.
 	MaxPids   int
 	MaxMemory int64
-	Logger    *slog.Logger
+	// NodeNamespaces caps the namespaces of each kind (network, user,
+	// pid, ...) a node may hold at once, its own included, whichever of
+	// its uids makes them. Default 32.
+	NodeNamespaces int
+	Logger         *slog.Logger
 }
 
 // Manager builds and destroys sandboxes. It keeps no state of its own
@@ -60,6 +64,7 @@ type Manager struct {
 	cg       *cgroups
 	cfg      Config
 	log      *slog.Logger
+	spawn    spawner // starts node inits (spawn.go)
 }
 
 // NewManager checks the host and returns a Manager.
@@ -75,6 +80,12 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	if cfg.DefaultMemory == 0 {
 		cfg.DefaultMemory = 512 << 20
+	}
+	if cfg.NodeNamespaces == 0 {
+		cfg.NodeNamespaces = DefaultNodeNamespaces
+	}
+	if cfg.NodeNamespaces < 2 {
+		return nil, fmt.Errorf("NodeNamespaces %d: must be at least 2 (a node's own and one more)", cfg.NodeNamespaces)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -240,7 +251,7 @@ func (m *Manager) Build(ctx context.Context, lab *labs.Lab, id string, uidBases 
 		if n.Limits.Pids > 0 {
 			total.pids += n.Limits.Pids - m.cfg.DefaultPids
 		}
-		total.memory += m.cfg.DefaultMemory
+		total.memory += m.cfg.DefaultMemory + initMemory
 		if n.Limits.MemoryBytes > 0 {
 			total.memory += n.Limits.MemoryBytes - m.cfg.DefaultMemory
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -44,8 +45,9 @@ type childSpec struct {
 	cgSand   string
 	cgName   string
 	limits   cgLimits
-	attr     *syscall.SysProcAttr
-	extra    []*os.File // placed before the go and ready pipes
+	attr     *syscall.SysProcAttr // for a child labd starts itself (the hub)
+	node     *spawnRequest        // for a node init, started by the spawner
+	extra    []*os.File           // placed before the go and ready pipes
 	logPath  string
 	ctlPath  string
 	deadline time.Time
@@ -75,22 +77,41 @@ func (m *Manager) startChild(ctx context.Context, cs childSpec) (_ *proc, err er
 	if err := m.cg.create(cs.cgSand, cs.cgName, cs.limits); err != nil {
 		return nil, err
 	}
-	cmd := &exec.Cmd{
-		Path:        m.exe,
-		Args:        cs.argv,
-		Env:         []string{"PATH=" + nodePath},
-		Dir:         "/",
-		Stdout:      logf,
-		Stderr:      logf,
-		ExtraFiles:  append(append([]*os.File{}, cs.extra...), goR, readyW),
-		SysProcAttr: cs.attr,
+	extra := append([]*os.File{}, cs.extra...)
+	if cs.node != nil {
+		tasks, err := m.cg.initGroup(cs.cgSand, cs.cgName)
+		if err != nil {
+			return nil, err
+		}
+		defer tasks.Close()
+		extra = append(extra, tasks)
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", cs.argv[0], err)
+	extra = append(extra, goR, readyW)
+	var pid int
+	if cs.node != nil {
+		req := *cs.node
+		req.Argv = cs.argv
+		if pid, err = m.spawnNode(req, logf, extra, cs.deadline); err != nil {
+			return nil, fmt.Errorf("start %s: %w", cs.argv[0], err)
+		}
+	} else {
+		cmd := &exec.Cmd{
+			Path:        m.exe,
+			Args:        cs.argv,
+			Env:         []string{"PATH=" + nodePath},
+			Dir:         "/",
+			Stdout:      logf,
+			Stderr:      logf,
+			ExtraFiles:  extra,
+			SysProcAttr: cs.attr,
+		}
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("start %s: %w", cs.argv[0], err)
+		}
+		// The child is ours to reap; after a labd restart it is the host init's.
+		go cmd.Wait()
+		pid = cmd.Process.Pid
 	}
-	// The child is ours to reap; after a labd restart it is the host init's.
-	go cmd.Wait()
-	pid := cmd.Process.Pid
 	defer func() {
 		if err != nil {
 			unix.Kill(pid, unix.SIGKILL)
@@ -98,7 +119,11 @@ func (m *Manager) startChild(ctx context.Context, cs childSpec) (_ *proc, err er
 	}()
 	goR.Close()
 	readyW.Close()
-	if err := m.cg.join(cs.cgSand, cs.cgName, pid); err != nil {
+	join := m.cg.join
+	if cs.node != nil {
+		join = m.cg.joinInit
+	}
+	if err := join(cs.cgSand, cs.cgName, pid); err != nil {
 		return nil, err
 	}
 	if _, err := goW.Write([]byte{1}); err != nil {
@@ -191,26 +216,87 @@ func (m *Manager) startNode(ctx context.Context, id, node string, uidBase uint32
 	defer lnf.Close()
 
 	return m.startChild(ctx, childSpec{
-		argv:   []string{argv0Init, m.stateDir, id, node},
-		cgSand: id,
-		cgName: node,
-		limits: lim,
-		attr: &syscall.SysProcAttr{
-			Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWNET | unix.CLONE_NEWNS |
-				unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC,
-			UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(uidBase), Size: UIDRange}},
-			GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(uidBase), Size: UIDRange}},
-			GidMappingsEnableSetgroups: true,
-			// Become root *of the node*: host uid 0 is not mapped inside,
-			// so the init holds no host privilege at all.
-			Credential: &syscall.Credential{Uid: 0, Gid: 0},
-			Setsid:     true,
-		},
-		extra:    []*os.File{lnf},
+		argv:     []string{argv0Init, m.stateDir, id, node},
+		cgSand:   id,
+		cgName:   node,
+		limits:   lim,
+		node:     &spawnRequest{UID: uidBase, Dir: dir},
+		extra:    []*os.File{lnf}, // then the cgroup file (initGroup)
 		logPath:  filepath.Join(dir, "init.log"),
 		ctlPath:  ctlPath,
 		deadline: deadlineOf(ctx, 30*time.Second),
 	})
+}
+
+// initMemory is what a node's init may use (on the host: the Go runtime
+// and its requests' buffers), charged apart from the node's own limit.
+const initMemory = 64 << 20
+
+// initCgroup names the memory cgroup of a node's init, beside the node's
+// own (node names start with a letter).
+func initCgroup(node string) string { return "_init-" + node }
+
+// splitMemory reports whether a node's init is charged apart from its
+// commands: with a v1 memory hierarchy, where a thread can be in another
+// memory cgroup than its process.
+func (cg *cgroups) splitMemory() bool {
+	return !cg.v2 && cg.memoryRoot() != ""
+}
+
+func (cg *cgroups) memoryRoot() string {
+	for _, r := range cg.roots {
+		if filepath.Base(r) == "memory" {
+			return r
+		}
+	}
+	return ""
+}
+
+// initGroup prepares the memory cgroup of a node's init and returns the
+// file through which the init's fork thread joins the node's memory
+// cgroup (v1 "tasks": one thread, opened here by host root, which is the
+// credential the kernel checks). The init process is charged to its own
+// group; every command it forks from that thread is born in the node's,
+// as is every kernel object they make. When the node's memory is full,
+// the OOM killer looks at the node's processes only, never at the init:
+// the node cannot lose its init to links or routes it made. Without the
+// split (cgroup v2), the file is /dev/null and all share the node's group.
+func (cg *cgroups) initGroup(sandbox, node string) (*os.File, error) {
+	if !cg.splitMemory() {
+		return os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	}
+	d := filepath.Join(cg.memoryRoot(), cg.parent, sandbox, initCgroup(node))
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return nil, fmt.Errorf("create cgroup %s: %w", d, err)
+	}
+	lim := strconv.Itoa(initMemory)
+	for _, f := range []string{"memory.limit_in_bytes", "memory.memsw.limit_in_bytes"} {
+		p := filepath.Join(d, f)
+		if err := os.WriteFile(p, []byte(lim), 0); err != nil && !(f != "memory.limit_in_bytes" && errors.Is(err, os.ErrNotExist)) {
+			return nil, fmt.Errorf("set cgroup limit %s=%s: %w", p, lim, err)
+		}
+	}
+	p := filepath.Join(cg.memoryRoot(), cg.parent, sandbox, node, "tasks")
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", p, err)
+	}
+	return f, nil
+}
+
+// joinInit places a node's init: in the node's cgroup for every
+// controller but memory, where it goes to its own group (initGroup).
+func (cg *cgroups) joinInit(sandbox, node string, pid int) error {
+	for _, r := range cg.roots {
+		d := filepath.Join(r, cg.parent, sandbox, node)
+		if r == cg.memoryRoot() && cg.splitMemory() {
+			d = filepath.Join(r, cg.parent, sandbox, initCgroup(node))
+		}
+		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+			return fmt.Errorf("join cgroup %s: %w", d, err)
+		}
+	}
+	return nil
 }
 
 // ExecRequest is a command to run as root of a node.

@@ -3,6 +3,9 @@ package sandbox
 import (
 	"fmt"
 	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"nslab/sandbox/svc"
 )
@@ -14,28 +17,49 @@ const (
 	argv0Service = "nslab-service"
 )
 
+// childName is the process name ps shows for a sandbox child ("" for
+// anything else): comm would be "exe" after /proc/self/exe.
+func childName(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	switch args[0] {
+	case argv0Init, argv0Hub, argv0Spawn:
+		return args[0]
+	case argv0Service:
+		if len(args) > 1 {
+			return "nslab-" + args[1]
+		}
+		return args[0]
+	}
+	return ""
+}
+
+// Package initialisation runs on the main thread, whose name is the
+// process's. prctl, not /proc/self/comm: a node init may not write its
+// own /proc files (it is not dumpable, see spawn.go).
+func init() {
+	if name := childName(os.Args); name != "" {
+		b := append([]byte(name), 0)
+		unix.RawSyscall6(unix.SYS_PRCTL, unix.PR_SET_NAME, uintptr(unsafe.Pointer(&b[0])), 0, 0, 0, 0)
+	}
+}
+
 // RunChild must be called first thing in main (and in TestMain of any
 // package whose tests build sandboxes). When the process was started as a
-// node init, a hub holder or a built-in service, it runs that role and
-// exits; otherwise it returns immediately.
+// node init, a hub holder, the spawner or a built-in service, it runs that
+// role and exits; otherwise it returns immediately.
 func RunChild() {
 	if len(os.Args) == 0 {
 		return
-	}
-	switch os.Args[0] {
-	case argv0Init, argv0Hub, argv0Service:
-		// ps shows comm, which would be "exe" after /proc/self/exe.
-		name := os.Args[0]
-		if os.Args[0] == argv0Service && len(os.Args) > 1 {
-			name = "nslab-" + os.Args[1]
-		}
-		os.WriteFile("/proc/self/comm", []byte(name), 0)
 	}
 	switch os.Args[0] {
 	case argv0Init:
 		os.Exit(initMain(os.Args[1:]))
 	case argv0Hub:
 		os.Exit(hubMain(os.Args[1:]))
+	case argv0Spawn:
+		os.Exit(spawnMain(os.Args[1:]))
 	case argv0Service:
 		os.Exit(svc.Main(os.Args[1:]))
 	}

@@ -83,10 +83,14 @@ func TestNodeIsolation(t *testing.T) {
 			t.Errorf("a node read /etc/shadow")
 		}
 	})
-	t.Run("nsenter to pid 1 stays in the node", func(t *testing.T) {
-		out := mustRun(t, sb, "h1", "nsenter", "-t", "1", "-n", "ip", "-o", "link")
+	t.Run("nsenter stays in the node", func(t *testing.T) {
+		// The init is not dumpable: the node may not open its namespaces.
+		if r := run(t, sb, "h1", "nsenter", "-t", "1", "-n", "true"); r.st.Code == 0 {
+			t.Errorf("nsenter -t 1 succeeded: the node's root can open its init's namespaces")
+		}
+		out := mustRun(t, sb, "h1", "sh", "-c", "nsenter -t $$ -n -m -u -i ip -o link")
 		if got := strings.Join(linkNames(out), ","); got != "lo,eth0" {
-			t.Errorf("nsenter -t 1 -n reached links %v", got)
+			t.Errorf("nsenter -t $$ reached links %v", got)
 		}
 	})
 	t.Run("sysctl is per node", func(t *testing.T) {
@@ -586,5 +590,55 @@ func TestNodeSyscallFilter(t *testing.T) {
 	mustRun(t, sb, "h1", "true") // the node is still there
 	if got := strings.TrimSpace(mustRun(t, sb, "h1", "hostname")); got != "h1" {
 		t.Errorf("hostname = %q", got)
+	}
+}
+
+// TestNodeNamespaceLimits: each node may hold Config.NodeNamespaces of
+// each kind, its own included, counted per node — not per Manager, so a
+// Manager starts more nodes than that.
+func TestNodeNamespaceLimits(t *testing.T) {
+	requireRoot(t)
+	parent := "nslab-test-" + randSuffix()
+	m, err := NewManager(Config{StateDir: testStateDir(t), CgroupParent: parent, NodeNamespaces: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := NewID()
+	t.Cleanup(func() {
+		m.Destroy(context.Background(), id)
+		m.Close()
+		for _, r := range m.cg.roots {
+			os.Remove(r + "/" + parent)
+		}
+	})
+	if err := os.MkdirAll(m.sandboxDir(id), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(m.sandboxDir(id), 0o711)
+	// Twelve nodes: more than the limit of any kind (mount namespaces: 8).
+	var nodes []*proc
+	for i := range 12 {
+		p, err := m.startNode(context.Background(), id, fmt.Sprintf("n%d", i), uidNext, []byte("127.0.0.1 localhost\n"), cgLimits{pids: 64, memory: 64 << 20})
+		uidNext += UIDRange
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		t.Cleanup(p.close)
+		nodes = append(nodes, p)
+	}
+	exec := func(p *proc, script string) string {
+		var out strings.Builder
+		st, err := p.exec(context.Background(), ExecRequest{Argv: []string{"sh", "-c", script}, Timeout: 20 * time.Second},
+			func(_ int, b []byte) error { out.Write(b); return nil })
+		if err != nil || st.Code != 0 {
+			t.Fatalf("%q: %v %+v %s", script, err, st, out.String())
+		}
+		return out.String()
+	}
+	for _, p := range []*proc{nodes[0], nodes[11]} {
+		out := exec(p, `ip netns add a && echo made-one; ip netns add b 2>&1 | tail -1; unshare -m true && echo own-mount-ns; ip netns del a`)
+		if !strings.Contains(out, "made-one") || !strings.Contains(out, "No space left on device") || !strings.Contains(out, "own-mount-ns") {
+			t.Errorf("node %s with 2 network namespaces each: %s", p.name, out)
+		}
 	}
 }

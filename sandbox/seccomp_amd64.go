@@ -24,13 +24,20 @@ var deniedSyscalls = []uint32{
 	unix.SYS_DELETE_MODULE,
 }
 
+// prlimit64(1, ...) with new limits is refused too: the init shares the
+// node root's uid, which is all setting another process's limits takes,
+// and a CPU-time limit (the kernel then sends SIGKILL, which even PID 1
+// of a pid namespace cannot ignore) or a small address space would end
+// the node. Reading pid 1's limits, and any other process's, still works.
+
 const (
 	auditArchX8664  = 0xc000003e
 	x32SyscallBit   = 0x40000000
 	seccompRetErrno = 0x00050000
 	seccompRetAllow = 0x7fff0000
-	offNr           = 0 // offsetof(struct seccomp_data, nr)
-	offArch         = 4 // offsetof(struct seccomp_data, arch)
+	offNr           = 0  // offsetof(struct seccomp_data, nr)
+	offArch         = 4  // offsetof(struct seccomp_data, arch)
+	offArgs         = 16 // offsetof(struct seccomp_data, args): u64 each, little-endian
 )
 
 // installSeccomp applies the node's filter to every thread of the calling
@@ -49,12 +56,24 @@ func installSeccomp() error {
 		{Code: unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K, Jt: 0, Jf: 1, K: x32SyscallBit},
 		stmt(unix.BPF_RET|unix.BPF_K, eperm), // x32
 	}
+	// After the list: the prlimit64 check, then ALLOW at +9, EPERM at +10.
+	n := len(deniedSyscalls)
 	for i, nr := range deniedSyscalls {
-		// Jump to the EPERM return after the list when it matches.
-		left := uint8(len(deniedSyscalls) - i)
-		prog = append(prog, jeq(nr, left, 0))
+		prog = append(prog, jeq(nr, uint8(n+9-i), 0))
 	}
-	prog = append(prog, stmt(unix.BPF_RET|unix.BPF_K, seccompRetAllow), stmt(unix.BPF_RET|unix.BPF_K, eperm))
+	prog = append(prog,
+		jeq(unix.SYS_PRLIMIT64, 0, 8),
+		stmt(unix.BPF_LD|unix.BPF_W|unix.BPF_ABS, offArgs), // pid, low word
+		jeq(1, 0, 6),
+		stmt(unix.BPF_LD|unix.BPF_W|unix.BPF_ABS, offArgs+4), // pid, high word
+		jeq(0, 0, 4),
+		stmt(unix.BPF_LD|unix.BPF_W|unix.BPF_ABS, offArgs+16), // new limit pointer, low
+		jeq(0, 0, 3),
+		stmt(unix.BPF_LD|unix.BPF_W|unix.BPF_ABS, offArgs+20), // high
+		jeq(0, 0, 1),
+		stmt(unix.BPF_RET|unix.BPF_K, seccompRetAllow),
+		stmt(unix.BPF_RET|unix.BPF_K, eperm),
+	)
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
 	if _, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER,
 		unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&fprog))); errno != 0 {

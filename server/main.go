@@ -188,6 +188,7 @@ func run(ctx context.Context, o options, ready func()) error {
 	if err != nil {
 		return err
 	}
+	defer mgr.Close() // its node spawner; sandboxes keep running
 	// One labd per database and state dir: a second one would reconcile
 	// away the first one's sandboxes while they are being built.
 	for _, p := range []string{o.db, o.stateDir} {
