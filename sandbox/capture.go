@@ -366,8 +366,11 @@ func (c *Capture) Sync(ctx context.Context) error {
 		c.mu.Unlock()
 		return net.ErrClosed
 	}
-	if !c.busy.Load() && c.queued() == 0 {
-		// The reader waits on an empty socket: nothing is in flight.
+	// The queue first, then busy: a frame the reader took off the queue
+	// before queued() looked was taken after busy was set, and busy
+	// cannot go false while c.mu is held. Both empty and idle: nothing
+	// is in flight.
+	if c.queued() == 0 && !c.busy.Load() {
 		c.mu.Unlock()
 		return nil
 	}

@@ -812,11 +812,14 @@ func (pr *probeRun) crossedUDP(frames []watchedFrame, lport, port uint16, nonce 
 			}
 			continue
 		}
+		// The nonce names the datagram and its echo whatever a NAT did
+		// to the ports; the ports stand in only where the capture cut
+		// the nonce off.
 		has := bytes.Contains(payload, nonce)
 		switch {
-		case sp.mine[f.port] && sport == lport && (has || cut):
+		case sp.mine[f.port] && (has || cut && sport == lport):
 			x.sentOn = cmp.Or(x.sentOn, sp.ports[f.port].link)
-		case reply && sp.near(f.port) && dport == lport && (has || cut && sport == port):
+		case reply && sp.near(f.port) && (has || cut && sport == port && dport == lport):
 			x.nearBy = cmp.Or(x.nearBy, sp.ports[f.port].endpoint)
 		}
 		if reply && sp.owns[f.port] && (has || cut && sport == port) {
