@@ -44,6 +44,8 @@ func outcomeText(kind, o string) string {
 		return "timed out (no answer at all)"
 	case labs.OutcomeUnreachable:
 		return "unreachable (ICMP error or no route)"
+	case labs.OutcomeNotCrossed:
+		return "an answer that never crossed a link (made inside the probing node)"
 	case "":
 		return "no outcome"
 	}

@@ -288,6 +288,11 @@ const (
 	OutcomeRefused     = "refused"
 	OutcomeTimeout     = "timeout"
 	OutcomeUnreachable = "unreachable"
+	// OutcomeNotCrossed: an answer reached the probing node, but the hub
+	// capture never saw it cross a link — the node made it itself (a
+	// forged reply, a redirect to a local server). It is never a valid
+	// expect: no check can ask for it.
+	OutcomeNotCrossed = "not-crossed"
 )
 
 // PingCheck: ICMP echo from a node.

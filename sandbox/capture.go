@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -87,6 +89,11 @@ type Capture struct {
 	ifPort map[int]int
 	done   chan struct{}
 	once   sync.Once
+	// gen counts the reader's receive calls; busy is false only while
+	// the reader waits on an empty socket. Together with the socket's
+	// queue they tell Sync when every frame the hub saw is recorded.
+	gen  atomic.Uint64
+	busy atomic.Bool
 
 	mu          sync.Mutex
 	data        []byte // len(slots) * CaptureSnaplen
@@ -96,7 +103,16 @@ type Capture struct {
 	kernelDrops uint64
 	subDrops    uint64
 	subs        map[*frameSub]struct{}
+	watches     map[*probeWatch]struct{}
+	syncs       []*syncWaiter
 	closed      bool
+}
+
+// syncWaiter is a Sync call waiting for a receive that started after it
+// (gen greater than its own) to find the socket empty.
+type syncWaiter struct {
+	gen uint64
+	ch  chan struct{}
 }
 
 // StartCapture starts the sandbox's hub capture with a ring of ringSize
@@ -155,11 +171,12 @@ func startCapture(sb *Sandbox, ringSize int) (*Capture, error) {
 	}
 	c := &Capture{
 		f: f, rc: rc, ports: ports,
-		ifPort: map[int]int{},
-		done:   make(chan struct{}),
-		data:   make([]byte, ringSize*CaptureSnaplen),
-		slots:  make([]ringSlot, ringSize),
-		subs:   map[*frameSub]struct{}{},
+		ifPort:  map[int]int{},
+		done:    make(chan struct{}),
+		data:    make([]byte, ringSize*CaptureSnaplen),
+		slots:   make([]ringSlot, ringSize),
+		subs:    map[*frameSub]struct{}{},
+		watches: map[*probeWatch]struct{}{},
 	}
 	go c.run()
 	return c, nil
@@ -210,6 +227,10 @@ func (c *Capture) Close() error {
 			close(sub.ch)
 		}
 		c.subs = nil
+		for _, w := range c.syncs {
+			close(w.ch)
+		}
+		c.syncs = nil
 		c.mu.Unlock()
 	})
 	return err
@@ -226,8 +247,19 @@ func (c *Capture) run() {
 			rerr    error
 		)
 		err := c.rc.Read(func(fd uintptr) bool {
-			n, oobn, _, from, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_DONTWAIT)
-			return !errors.Is(rerr, unix.EAGAIN)
+			for {
+				g := c.gen.Add(1)
+				c.busy.Store(true)
+				n, oobn, _, from, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_DONTWAIT)
+				if !errors.Is(rerr, unix.EAGAIN) {
+					return true
+				}
+				if !c.caughtUp(g) {
+					return false // wait for the next frame
+				}
+				// A Sync arrived during that receive: look once more, so
+				// that a receive that started after it finds the queue empty.
+			}
 		})
 		if err != nil {
 			return // closed
@@ -298,6 +330,93 @@ func (c *Capture) portOf(ifindex int) int {
 	return p
 }
 
+// caughtUp is called by the reader when the receive numbered g found the
+// socket empty: every frame queued before that receive started is
+// recorded, which answers the Sync calls made before it. It reports
+// whether Sync calls are still waiting.
+func (c *Capture) caughtUp(g uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	kept := c.syncs[:0]
+	for _, w := range c.syncs {
+		if w.gen < g {
+			close(w.ch)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	clear(c.syncs[len(kept):])
+	c.syncs = kept
+	if len(kept) > 0 {
+		return true
+	}
+	c.busy.Store(false)
+	return false
+}
+
+// Sync returns once every frame the hub's capture socket had received
+// when Sync was called is recorded (and shown to watches), or when ctx
+// ends. Frames reach the capture socket before the bridge forwards them,
+// so after an answer has reached a node, Sync makes sure that the
+// answer's frames, if they crossed the hub, are on record. It waits on
+// the reader, not on a clock.
+func (c *Capture) Sync(ctx context.Context) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return net.ErrClosed
+	}
+	// The queue first, then busy: a frame the reader took off the queue
+	// before queued() looked was taken after busy was set, and busy
+	// cannot go false while c.mu is held. Both empty and idle: nothing
+	// is in flight.
+	if c.queued() == 0 && !c.busy.Load() {
+		c.mu.Unlock()
+		return nil
+	}
+	w := &syncWaiter{gen: c.gen.Load(), ch: make(chan struct{})}
+	c.syncs = append(c.syncs, w)
+	c.mu.Unlock()
+	select {
+	case <-w.ch:
+		if c.isClosed() {
+			return net.ErrClosed
+		}
+		return nil
+	case <-ctx.Done():
+		c.mu.Lock()
+		for i, x := range c.syncs {
+			if x == w {
+				c.syncs = append(c.syncs[:i], c.syncs[i+1:]...)
+				break
+			}
+		}
+		c.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+func (c *Capture) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// queued is the length of the next frame waiting in the socket (SIOCINQ
+// on a packet socket), 0 when none is.
+func (c *Capture) queued() int {
+	n := 0
+	err := sockControl(c.rc, func(fd int) error {
+		var err error
+		n, err = unix.IoctlGetInt(fd, unix.SIOCINQ)
+		return err
+	})
+	if err != nil {
+		return 1 // unknown: let the reader answer
+	}
+	return n
+}
+
 func (c *Capture) record(t time.Time, port int, data []byte, origLen int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -307,6 +426,9 @@ func (c *Capture) record(t time.Time, port int, data []byte, origLen int) {
 	c.next = (i + 1) % len(c.slots)
 	c.held = min(c.held+1, len(c.slots))
 	c.frames++
+	if len(c.watches) > 0 {
+		c.showWatches(port, data, origLen)
+	}
 	if len(c.subs) > 0 {
 		f := c.frameAt(i, nil)
 		for sub := range c.subs {

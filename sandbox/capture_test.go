@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -443,5 +445,52 @@ func TestSpoofedMarksForgedSources(t *testing.T) {
 		if got := spoofed(owners, &tc.p); got != tc.want {
 			t.Errorf("spoofed(%+v) = %v, want %v", tc.p, got, tc.want)
 		}
+	}
+}
+
+// TestCaptureSync: Sync returns at once when nothing is in flight, and
+// once it returns every frame the hub had received is on record — here,
+// every frame of a ping burst that has already ended — and it fails on a
+// closed capture.
+func TestCaptureSync(t *testing.T) {
+	m := testManager(t)
+	sb := build(t, m, catalogLab(t, "hello-link"))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c := sb.capture
+
+	start := time.Now()
+	if err := c.Sync(ctx); err != nil {
+		t.Fatalf("idle Sync: %v", err)
+	}
+	t.Logf("idle Sync took %v", time.Since(start))
+
+	for round := range 5 {
+		since := time.Now()
+		// The burst ends before Sync starts: ping has its replies.
+		mustRun(t, sb, "h1", "ping", "-q", "-c", "100", "-i", "0", "-W", "1", "10.0.0.2")
+		start := time.Now()
+		if err := c.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		echoes := 0
+		for _, f := range c.Frames(since) {
+			p := DecodeFrame(f)
+			if p.Proto == "icmp" && (p.ICMPType == 0 || p.ICMPType == 8) {
+				echoes++
+			}
+		}
+		t.Logf("round %d: Sync took %v; %d echo frames on record", round, took, echoes)
+		if echoes != 200 {
+			t.Errorf("round %d: %d echo frames recorded after Sync, want 200 (100 requests, 100 replies)", round, echoes)
+		}
+	}
+
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sync(ctx); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Sync on a closed capture: %v, want net.ErrClosed", err)
 	}
 }

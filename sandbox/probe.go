@@ -65,6 +65,7 @@ func (s *Sandbox) Ping(ctx context.Context, from, to string, timeout time.Durati
 	}
 	defer ic.close()
 	pr.mark("icmp", ic.id)
+	pr.watchEcho(ic.id, ic.nonce[:])
 	stop := ic.wakeOn(pr.ctx)
 	defer stop()
 	size := 84 // ping's default: 56 bytes of data
@@ -80,6 +81,19 @@ func (s *Sandbox) Ping(ctx context.Context, from, to string, timeout time.Durati
 		return res, fmt.Errorf("ping from %s to %s: %w", from, pr.dst, err)
 	}
 	res.Outcome, res.Detail, res.RTT = r.outcome, r.detail, r.rtt
+	if pr.mustCross(r) {
+		why, err := pr.confirm(func(frames []watchedFrame) string {
+			return pr.crossedEcho(frames, ic.id, r.seq, ic.nonce[:], r.outcome == labs.OutcomeReply)
+		})
+		if err != nil {
+			return res, pr.failed("ping", from, to, err)
+		}
+		if why != "" {
+			notCrossed(&res, why)
+		} else {
+			res.Detail = pr.noteLocal(res.Detail)
+		}
+	}
 	return res, nil
 }
 
@@ -100,7 +114,28 @@ func (s *Sandbox) TCPProbe(ctx context.Context, from, to string, port int, echo 
 	defer pr.cancel()
 	res.To = pr.dst.String()
 	start := time.Now()
-	conn, err := probeDialTCP(pr.ctx, pr.ns, netip.AddrPortFrom(pr.dst, uint16(port)), pr.mark)
+	var lport uint16
+	conn, err := probeDialTCP(pr.ctx, pr.ns, netip.AddrPortFrom(pr.dst, uint16(port)), func(proto string, p uint16) {
+		lport = p
+		pr.mark(proto, p)
+		pr.watchTCP(p)
+	})
+	// confirm requires the answer to have crossed the hub; why says why
+	// it does not count when it did not.
+	confirm := func(ans tcpAnswer, read []byte) (why string, err error) {
+		why, err = pr.confirm(func(frames []watchedFrame) string {
+			return pr.crossedTCP(frames, lport, ans, read, len(read))
+		})
+		if err != nil {
+			return "", pr.failed("tcp", from, to, err)
+		}
+		if why != "" {
+			notCrossed(&res, why)
+		} else {
+			res.Detail = pr.noteLocal(res.Detail)
+		}
+		return why, nil
+	}
 	if perr := pr.parentErr("tcp", from, to); perr != nil {
 		if conn != nil {
 			conn.Close()
@@ -116,6 +151,11 @@ func (s *Sandbox) TCPProbe(ctx context.Context, from, to string, port int, echo 
 		if o != labs.OutcomeTimeout {
 			res.RTT = time.Since(start)
 		}
+		if ans, ok := pr.tcpAnswerOf(err, o); ok {
+			if _, err := confirm(ans, nil); err != nil {
+				return res, err
+			}
+		}
 		return res, nil
 	}
 	defer conn.Close()
@@ -123,7 +163,8 @@ func (s *Sandbox) TCPProbe(ctx context.Context, from, to string, port int, echo 
 	res.Outcome = labs.OutcomeConnected
 	res.Detail = "connected from " + conn.LocalAddr().String()
 	if !echo {
-		return res, nil
+		_, err := confirm(tcpConnected, nil)
+		return res, err
 	}
 
 	nonce := probeNonce()
@@ -165,7 +206,8 @@ func (s *Sandbox) TCPProbe(ctx context.Context, from, to string, port int, echo 
 	}
 	res.RTT = time.Since(start)
 	res.Detail = "connected and echoed nonce " + nonce
-	return res, nil
+	_, err = confirm(tcpConnected, got)
+	return res, err
 }
 
 // UDPProbe sends a datagram with a random nonce from node from to
@@ -184,9 +226,31 @@ func (s *Sandbox) UDPProbe(ctx context.Context, from, to string, port int, timeo
 	defer pr.cancel()
 	res.To = pr.dst.String()
 	dst := netip.AddrPortFrom(pr.dst, uint16(port))
-	sk, err := probeOpenConnected(pr.ns, dst, unix.SOCK_DGRAM, unix.IPPROTO_UDP, pr.mark)
+	nonce := probeNonce()
+	var lport uint16
+	sk, err := probeOpenConnected(pr.ns, dst, unix.SOCK_DGRAM, unix.IPPROTO_UDP, func(proto string, p uint16) {
+		lport = p
+		pr.mark(proto, p)
+		pr.watchUDP(p, []byte(nonce))
+	})
 	if err != nil {
 		return res, fmt.Errorf("udp probe from %s: %w", from, err)
+	}
+	// confirm requires the answer (a reply, or an ICMP error when reply
+	// is false) to have crossed the hub.
+	confirm := func(reply bool) (labs.ProbeResult, error) {
+		why, err := pr.confirm(func(frames []watchedFrame) string {
+			return pr.crossedUDP(frames, lport, uint16(port), []byte(nonce), reply)
+		})
+		if err != nil {
+			return res, pr.failed("udp", from, to, err)
+		}
+		if why != "" {
+			notCrossed(&res, why)
+		} else {
+			res.Detail = pr.noteLocal(res.Detail)
+		}
+		return res, nil
 	}
 	defer sk.f.Close()
 	stop := probeWakeFile(pr.ctx, sk.f)
@@ -196,7 +260,8 @@ func (s *Sandbox) UDPProbe(ctx context.Context, from, to string, port int, timeo
 		if perr := pr.parentErr("udp", from, to); perr != nil {
 			return res, perr
 		}
-		o, d, ok := classifyProbeErr(sk.withOffender(err), "ICMP port unreachable: nothing listens on that port")
+		werr := sk.withOffender(err)
+		o, d, ok := classifyProbeErr(werr, "ICMP port unreachable: nothing listens on that port")
 		if !ok {
 			return res, fmt.Errorf("udp probe from %s to %s: %w", from, dst, err)
 		}
@@ -204,12 +269,14 @@ func (s *Sandbox) UDPProbe(ctx context.Context, from, to string, port int, timeo
 		if o == labs.OutcomeTimeout {
 			res.Outcome, res.Detail = labs.OutcomeNoReply, "no datagram came back within the timeout"
 		}
+		if pr.udpAnswered(werr) {
+			return confirm(false)
+		}
 		return res, nil
 	}
 	if err := sk.connect(pr.ctx, dst); err != nil {
 		return outcome(err)
 	}
-	nonce := probeNonce()
 	start := time.Now()
 	if err := sk.send([]byte(nonce + "\n")); err != nil {
 		return outcome(err)
@@ -228,7 +295,7 @@ func (s *Sandbox) UDPProbe(ctx context.Context, from, to string, port int, timeo
 		if bytes.Contains(buf[:n], []byte(nonce)) {
 			res.Outcome, res.RTT = labs.OutcomeReply, time.Since(start)
 			res.Detail = fmt.Sprintf("echoed nonce %s from %s", nonce, dst)
-			return res, nil
+			return confirm(true)
 		}
 		others++
 	}
@@ -275,21 +342,30 @@ func (s *Sandbox) HTTPProbe(ctx context.Context, from, rawURL string, timeout ti
 		mu        sync.Mutex
 		connected bool
 		dialErr   error
+		lport     uint16
+		rec       *readRecorder
 	)
 	tr := &http.Transport{
 		Proxy: nil,
 		// The probe's context, not the transport's: the transport may dial
 		// with a context that outlives the request.
 		DialContext: func(context.Context, string, string) (net.Conn, error) {
-			c, err := probeDialTCP(pr.ctx, pr.ns, dst, pr.mark)
+			c, err := probeDialTCP(pr.ctx, pr.ns, dst, func(proto string, p uint16) {
+				mu.Lock()
+				lport = p
+				mu.Unlock()
+				pr.mark(proto, p)
+				pr.watchTCP(p)
+			})
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				dialErr = err
-			} else {
-				connected = true
+				return nil, err
 			}
-			return c, err
+			connected = true
+			rec = &readRecorder{Conn: c}
+			return rec, nil
 		},
 		DisableKeepAlives:      true,
 		MaxResponseHeaderBytes: 64 << 10,
@@ -307,6 +383,26 @@ func (s *Sandbox) HTTPProbe(ctx context.Context, from, rawURL string, timeout ti
 		return res, fmt.Errorf("http probe: url %q: %w", rawURL, err)
 	}
 	req.Header.Set("User-Agent", "nslab-probe")
+	// confirm requires the answer to the connection the transport made
+	// (and, when read is not nil, the bytes it read) to have crossed the hub.
+	confirm := func(ans tcpAnswer, read []byte, n int) error {
+		mu.Lock()
+		lp := lport
+		mu.Unlock()
+		why, err := pr.confirm(func(frames []watchedFrame) string {
+			return pr.crossedTCP(frames, lp, ans, read, n)
+		})
+		if err != nil {
+			return pr.failed("http", from, rawURL, err)
+		}
+		if why != "" {
+			notCrossed(&res, why)
+			res.Status, res.Body = 0, ""
+		} else {
+			res.Detail = pr.noteLocal(res.Detail)
+		}
+		return nil
+	}
 	start := time.Now()
 	resp, err := client.Do(req)
 	if err != nil {
@@ -330,6 +426,11 @@ func (s *Sandbox) HTTPProbe(ctx context.Context, from, rawURL string, timeout ti
 				return res, fmt.Errorf("http probe from %s to %s: %w", from, rawURL, err)
 			}
 			res.Outcome, res.Detail = o, d
+			if ans, ok := pr.tcpAnswerOf(derr, o); ok {
+				if err := confirm(ans, nil, 0); err != nil {
+					return res, err
+				}
+			}
 		}
 		return res, nil
 	}
@@ -343,7 +444,10 @@ func (s *Sandbox) HTTPProbe(ctx context.Context, from, rawURL string, timeout ti
 	if err != nil {
 		res.Detail += "; body cut short: " + probeErrText(err)
 	}
-	return res, nil
+	mu.Lock()
+	read, n := rec.snapshot()
+	mu.Unlock()
+	return res, confirm(tcpConnected, read, n)
 }
 
 // PMTUProbe finds the largest IP packet (total length) with DF set that
@@ -368,6 +472,7 @@ func (s *Sandbox) PMTUProbe(ctx context.Context, from, to string, timeout time.D
 	}
 	defer ic.close()
 	pr.mark("icmp", ic.id)
+	pr.watchEcho(ic.id, ic.nonce[:])
 	// The probe's oversized packets teach the node's kernel the path MTU
 	// (a "fragmentation needed" answer creates a route exception); a
 	// grader must not change what the learner's TCP then does, so the
@@ -397,6 +502,26 @@ func (s *Sandbox) PMTUProbe(ctx context.Context, from, to string, timeout time.D
 	if err != nil {
 		return res, fmt.Errorf("pmtu probe from %s to %s: %w", from, pr.dst, err)
 	}
+	// crossed is "" when the echo's answer crossed the hub, else why not.
+	crossed := func(r echoResult) (string, error) {
+		why, err := pr.confirm(func(frames []watchedFrame) string {
+			return pr.crossedEcho(frames, ic.id, r.seq, ic.nonce[:], r.outcome == labs.OutcomeReply)
+		})
+		if err != nil {
+			return "", pr.failed("pmtu", from, to, err)
+		}
+		return why, nil
+	}
+	if pr.mustCross(first) {
+		why, err := crossed(first)
+		if err != nil {
+			return res, err
+		}
+		if why != "" {
+			notCrossed(&res, why)
+			return res, nil
+		}
+	}
 	if first.outcome != labs.OutcomeReply {
 		res.Outcome = first.outcome
 		res.Detail = fmt.Sprintf("not even a %d-byte packet got a reply: %s", lo, first.detail)
@@ -420,6 +545,14 @@ func (s *Sandbox) PMTUProbe(ctx context.Context, from, to string, timeout time.D
 			return res, fmt.Errorf("pmtu probe from %s to %s: %w", from, pr.dst, err)
 		}
 		if r.outcome == labs.OutcomeReply {
+			why, err := crossed(r)
+			if err != nil {
+				return res, err
+			}
+			if why != "" {
+				notCrossed(&res, fmt.Sprintf("the %d-byte packet's reply does not count: %s", size, why))
+				return res, nil
+			}
 			good = size
 			continue
 		}
@@ -438,6 +571,7 @@ func (s *Sandbox) PMTUProbe(ctx context.Context, from, to string, timeout time.D
 	default:
 		res.Detail = fmt.Sprintf("%d-byte packets with DF get a reply; %d bytes: %s", good, bad, fail.detail)
 	}
+	res.Detail = pr.noteLocal(res.Detail)
 	return res, nil
 }
 
@@ -450,6 +584,11 @@ type probeRun struct {
 	cancel context.CancelFunc
 	ns     int
 	dst    netip.Addr
+	scope  *probeScope // where an answer must come from
+
+	mu      sync.Mutex
+	w       *probeWatch // the frames of the probe's exchange; nil if it needs none
+	stopped bool
 }
 
 func (s *Sandbox) startProbe(ctx context.Context, from, to string, timeout time.Duration) (*probeRun, error) {
@@ -461,6 +600,10 @@ func (s *Sandbox) startProbe(ctx context.Context, from, to string, timeout time.
 	if err != nil {
 		return nil, err
 	}
+	scope, err := s.probeScope(from, dst)
+	if err != nil {
+		return nil, err
+	}
 	if timeout <= 0 {
 		timeout = DefaultProbeTimeout
 	}
@@ -469,10 +612,79 @@ func (s *Sandbox) startProbe(ctx context.Context, from, to string, timeout time.
 		return nil, err
 	}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
+	pr := &probeRun{sb: s, until: time.Now().Add(timeout), parent: ctx, ctx: pctx, ns: p.nsFd(), dst: dst, scope: scope}
 	// The probe's sockets are made from the node's netns fd: hold it until
 	// the probe is done (every probe defers pr.cancel).
-	done := func() { cancel(); release() }
-	return &probeRun{sb: s, until: time.Now().Add(timeout), parent: ctx, ctx: pctx, cancel: sync.OnceFunc(done), ns: p.nsFd(), dst: dst}, nil
+	pr.cancel = sync.OnceFunc(func() {
+		cancel()
+		pr.mu.Lock()
+		w := pr.w
+		pr.stopped = true
+		pr.mu.Unlock()
+		if w != nil {
+			w.stop()
+		}
+		release()
+	})
+	return pr, nil
+}
+
+// setWatch starts the probe's watch, replacing an earlier one (an HTTP
+// transport may dial again). An exchange that may stay inside the
+// prober needs none.
+func (pr *probeRun) setWatch(match func(p *wirePkt, port int) bool) {
+	if pr.scope.local != "" {
+		return
+	}
+	w := pr.sb.capture.watch(match)
+	pr.mu.Lock()
+	old, stopped := pr.w, pr.stopped
+	pr.w = w
+	pr.mu.Unlock()
+	if old != nil {
+		old.stop()
+	}
+	if stopped {
+		w.stop()
+	}
+}
+
+func (pr *probeRun) watch() *probeWatch {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return pr.w
+}
+
+// confirm returns "" when the answer the probe got crossed the hub as
+// the lab requires (judge says so, once the capture has caught up), or
+// needs not (pr.scope.local); else why it does not count.
+func (pr *probeRun) confirm(judge func([]watchedFrame) string) (string, error) {
+	if pr.scope.local != "" {
+		return "", nil
+	}
+	frames, err := pr.confirmSync()
+	if err != nil {
+		return "", err
+	}
+	return judge(frames), nil
+}
+
+// mustCross reports whether an echo's answer must have crossed the hub:
+// an echo reply or an ICMP error, unless the node's own stack made it.
+func (pr *probeRun) mustCross(r echoResult) bool {
+	if !r.answered {
+		return false
+	}
+	return r.outcome == labs.OutcomeReply || !pr.scope.ownStack(r.from, pr.dst.Is6(), r.typ, r.code)
+}
+
+// failed wraps an error met while confirming an answer; the caller's
+// context ending takes precedence.
+func (pr *probeRun) failed(kind, from, to string, err error) error {
+	if perr := pr.parentErr(kind, from, to); perr != nil {
+		return perr
+	}
+	return fmt.Errorf("%s probe from %s to %s: %w", kind, from, to, err)
 }
 
 // mark records a flow of this probe (a local TCP/UDP port or an ICMP echo
@@ -904,10 +1116,15 @@ type icmpConn struct {
 }
 
 type echoResult struct {
-	outcome string // reply, no-reply or unreachable
-	detail  string
-	rtt     time.Duration
-	mtu     int // suggested by fragmentation-needed / packet-too-big
+	outcome  string // reply, no-reply or unreachable
+	detail   string
+	rtt      time.Duration
+	mtu      int    // suggested by fragmentation-needed / packet-too-big
+	seq      uint16 // of the echo request
+	answered bool   // an ICMP message answered: an echo reply or an error
+	// Of an ICMP error: who sent it, and what it was.
+	from      netip.Addr
+	typ, code uint8
 }
 
 func openICMP(nsFd int, v6 bool) (*icmpConn, error) {
@@ -1034,6 +1251,7 @@ func (c *icmpConn) echo(ctx context.Context, dst netip.Addr, size int, deadline 
 		}
 		if r, ok := c.match(pkt, seq, src, ttl); ok {
 			r.rtt = time.Since(start)
+			r.seq, r.answered, r.from, r.typ, r.code = seq, true, src, pkt[0], pkt[1]
 			return r, nil
 		}
 	}

@@ -2207,22 +2207,36 @@ func TestThreat17FoolTheGrader(t *testing.T) {
 		forgeIn(t, id, mac, "tcp,10.0.0.1,40003,10.0.0.2,7,A,2001,99")
 		failing(t, th.checkResult(t, id, "handshake", "three-way"))
 	})
+	// notCrossed: the probe got its forged answer, and the check failed
+	// because the hub never saw that answer cross l1 — not for want of
+	// an answer at all, which would prove nothing about the defence.
+	notCrossed := func(t *testing.T, r *labsv1.CheckResult) {
+		t.Helper()
+		failing(t, r)
+		ev := strings.Join(r.GetEvidence(), "\n")
+		for _, want := range []string{"outcome: not-crossed", "never crossed link l1", "the answer came from h1 itself"} {
+			if !strings.Contains(ev, want) {
+				t.Errorf("check %s: evidence %q lacks %q", r.GetCheck(), ev, want)
+			}
+		}
+	}
 	t.Run("ping probe answered inside the pinging node", func(t *testing.T) {
-		knownGap(t, "a probe believes any reply with its id, sequence and nonce: the pinging node can copy its own request back into itself (raw socket), and h2 never saw a packet")
 		id, _ := fresh(t)
 		th.mustSh(t, id, "h2", dropPing)
 		th.background(t, id, "h1", "reflect.pl", reflect, "perl /tmp/reflect.pl eth0 10.0.0.2 30")
 		time.Sleep(300 * time.Millisecond)
-		failing(t, th.checkResult(t, id, "first-ping", "reachable"))
+		notCrossed(t, th.checkResult(t, id, "first-ping", "reachable"))
+		if out := th.sh(t, id, "h1", "cat /tmp/reflect.pl.out").stdout; !strings.Contains(out, "reflected") {
+			t.Errorf("the reflector never answered, so the attack was not tried: %q", out)
+		}
 	})
 	t.Run("tcp probe redirected to the probing node itself", func(t *testing.T) {
-		knownGap(t, "a probe's socket lives in the node it probes from, under that node's nftables: a redirect to a local echo server passes a check of h2's echo service while h2's service is dead")
 		id, _ := fresh(t)
 		th.mustSh(t, id, "h2", killEcho)
 		th.mustSh(t, id, "h1", `nft add table ip n; nft add chain ip n out '{ type nat hook output priority -100; }'; nft add rule ip n out tcp dport 7 redirect to :7007`)
 		th.background(t, id, "h1", "local-echo.sh", "", "timeout 60 socat TCP-LISTEN:7007,fork,reuseaddr EXEC:cat")
 		time.Sleep(300 * time.Millisecond)
-		failing(t, th.checkResult(t, id, "handshake", "echoes"))
+		notCrossed(t, th.checkResult(t, id, "handshake", "echoes"))
 	})
 	th.assertUnaffected(t)
 }
