@@ -214,6 +214,7 @@ func (m *Manager) Build(ctx context.Context, lab *labs.Lab, id string, uidBases 
 		}
 	}
 	sb := &Sandbox{ID: id, Lab: lab, nodes: map[string]*proc{}}
+	defer Phase(ctx, "build")()
 	defer func() {
 		if err != nil {
 			sb.Close()
@@ -225,6 +226,7 @@ func (m *Manager) Build(ctx context.Context, lab *labs.Lab, id string, uidBases 
 			}
 		}
 	}()
+	end := Phase(ctx, "statedir+cgroup")
 	if err := os.MkdirAll(m.sandboxDir(id), 0o711); err != nil {
 		return nil, fmt.Errorf("create %s: %w", m.sandboxDir(id), err)
 	}
@@ -248,11 +250,14 @@ func (m *Manager) Build(ctx context.Context, lab *labs.Lab, id string, uidBases 
 	if err := m.cg.limitGroup(total, id); err != nil {
 		return nil, err
 	}
+	end()
 
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(2 * runtime.GOMAXPROCS(0))
+	endProcs := Phase(ctx, "processes")
 	g.Go(func() error {
+		defer Phase(ctx, "start.hub")()
 		hub, err := m.startHub(gctx, id)
 		if err != nil {
 			return fmt.Errorf("hub: %w", err)
@@ -271,6 +276,7 @@ func (m *Manager) Build(ctx context.Context, lab *labs.Lab, id string, uidBases 
 			lim.memory = n.Limits.MemoryBytes
 		}
 		g.Go(func() error {
+			defer Phase(ctx, "start.node")()
 			p, err := m.startNode(gctx, id, n.Name, uidBases[n.Name], hosts, lim)
 			if err != nil {
 				return fmt.Errorf("node %s: %w", n.Name, err)
@@ -284,6 +290,7 @@ func (m *Manager) Build(ctx context.Context, lab *labs.Lab, id string, uidBases 
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	endProcs()
 	if err := m.buildNetwork(ctx, sb); err != nil {
 		return nil, err
 	}
@@ -313,16 +320,23 @@ func (m *Manager) Destroy(ctx context.Context, id string) error {
 	if !validID(id) {
 		return fmt.Errorf("sandbox id %q: malformed", id)
 	}
+	defer Phase(ctx, "destroy")()
 	var errs []error
+	end := Phase(ctx, "destroy.strays")
 	for _, pid := range m.strayProcs(id) {
 		unix.Kill(pid, unix.SIGKILL)
 	}
+	end()
+	end = Phase(ctx, "destroy.cgroups")
 	if err := m.cg.destroy(id, time.Until(deadlineOf(ctx, 30*time.Second))); err != nil {
 		errs = append(errs, err)
 	}
+	end()
+	end = Phase(ctx, "destroy.statedir")
 	if err := os.RemoveAll(m.sandboxDir(id)); err != nil {
 		errs = append(errs, fmt.Errorf("remove state of %s: %w", id, err))
 	}
+	end()
 	return errors.Join(errs...)
 }
 

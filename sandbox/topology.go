@@ -31,6 +31,7 @@ func bridgeName(segment string) string { return "br-" + segment }
 
 // buildNetwork creates the bridges and veths, then configures each node.
 func (m *Manager) buildNetwork(ctx context.Context, sb *Sandbox) error {
+	end := Phase(ctx, "links")
 	hub, err := netlink.NewHandleAt(netns.NsHandle(sb.hub.nsFd()))
 	if err != nil {
 		return fmt.Errorf("hub netlink: %w", err)
@@ -93,11 +94,15 @@ func (m *Manager) buildNetwork(ctx context.Context, sb *Sandbox) error {
 		}
 	}
 
+	end()
 	// Capture from the moment the links exist, so what services and
 	// boot-time commands send is on record too.
+	end = Phase(ctx, "capture")
 	if err := sb.StartCapture(0); err != nil {
 		return fmt.Errorf("start capture: %w", err)
 	}
+	end()
+	defer Phase(ctx, "configure")()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0) + 1)
 	for _, n := range lab.Nodes {
@@ -127,6 +132,7 @@ func linkUp(h *netlink.Handle, name string) error {
 // interfaces, routes need addresses, services may need the firewall.
 func (m *Manager) configureNode(ctx context.Context, sb *Sandbox, n *labs.Node) error {
 	p := sb.nodes[n.Name]
+	end := Phase(ctx, "node.handle+lo")
 	h, err := netlink.NewHandleAt(netns.NsHandle(p.nsFd()))
 	if err != nil {
 		return fmt.Errorf("netlink: %w", err)
@@ -135,11 +141,15 @@ func (m *Manager) configureNode(ctx context.Context, sb *Sandbox, n *labs.Node) 
 	if err := linkUp(h, "lo"); err != nil {
 		return err
 	}
+	end()
+	end = Phase(ctx, "node.sysctls")
 	for _, k := range n.SysctlKeys() { // broad keys (conf.all.*) before per-interface ones
 		if err := writeSysctl(p.nsFd(), k, n.Sysctls[k]); err != nil {
 			return fmt.Errorf("sysctls.%s: %w", k, err)
 		}
 	}
+	end()
+	end = Phase(ctx, "node.addrs+up")
 	links := map[string]netlink.Link{}
 	for _, ifc := range n.Interfaces {
 		l, err := h.LinkByName(ifc.Name)
@@ -181,6 +191,8 @@ func (m *Manager) configureNode(ctx context.Context, sb *Sandbox, n *labs.Node) 
 		}
 		return l.Attrs().Index, nil
 	}
+	end()
+	end = Phase(ctx, "node.routes+rules")
 	for i, r := range n.Routes {
 		rt, err := toRoute(r, linkIndex)
 		if err == nil {
@@ -199,36 +211,27 @@ func (m *Manager) configureNode(ctx context.Context, sb *Sandbox, n *labs.Node) 
 			return fmt.Errorf("rules[%d]: %w", i, err)
 		}
 	}
+	end()
 	if strings.TrimSpace(n.NFTables) != "" {
-		// The ruleset is written in nft syntax, whose only complete
-		// parser is libnftables; the node's own nft, run as the node's
-		// root, applies it exactly as a learner's `nft -f` would.
-		var stderr strings.Builder
-		st, err := p.exec(ctx, ExecRequest{
-			Argv: []string{"nft", "-f", "-"}, Stdin: strings.NewReader(n.NFTables),
-			Timeout: 30 * time.Second, MaxOutput: 64 << 10,
-		}, func(stream int, b []byte) error {
-			if stream == Stderr {
-				stderr.Write(b)
-			}
-			return nil
-		})
+		end = Phase(ctx, "node.nft")
+		err := applyNFTables(ctx, p, n.NFTables)
+		end()
 		if err != nil {
-			return fmt.Errorf("nftables: %w", err)
-		}
-		if st.Code != 0 {
-			return fmt.Errorf("nftables: nft -f exited %d: %s", st.Code, strings.TrimSpace(stderr.String()))
+			return err
 		}
 	}
+	end = Phase(ctx, "node.spawn")
 	for _, s := range n.Services {
 		argv, self := serviceArgv(s)
 		if _, err := p.spawn(argv, self, "/run/nslab/"+s.Name+".log"); err != nil {
 			return fmt.Errorf("service %s: %w", s.Name, err)
 		}
 	}
+	end()
 	if len(n.Services) == 0 {
 		return nil
 	}
+	defer Phase(ctx, "node.waitServices")()
 	// sock_diag needs a handle with that family named: one without it
 	// would silently ask the host's namespace instead.
 	diag, err := netlink.NewHandleAt(netns.NsHandle(p.nsFd()), unix.NETLINK_INET_DIAG)
@@ -237,6 +240,30 @@ func (m *Manager) configureNode(ctx context.Context, sb *Sandbox, n *labs.Node) 
 	}
 	defer diag.Close()
 	return waitServices(ctx, diag, n)
+}
+
+// applyNFTables loads a ruleset written in nft syntax into the node.
+func applyNFTables(ctx context.Context, p *proc, ruleset string) error {
+	// The ruleset is written in nft syntax, whose only complete parser is
+	// libnftables; the node's own nft, run as the node's root, applies it
+	// exactly as a learner's `nft -f` would.
+	var stderr strings.Builder
+	st, err := p.exec(ctx, ExecRequest{
+		Argv: []string{"nft", "-f", "-"}, Stdin: strings.NewReader(ruleset),
+		Timeout: 30 * time.Second, MaxOutput: 64 << 10,
+	}, func(stream int, b []byte) error {
+		if stream == Stderr {
+			stderr.Write(b)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	if st.Code != 0 {
+		return fmt.Errorf("nftables: nft -f exited %d: %s", st.Code, strings.TrimSpace(stderr.String()))
+	}
+	return nil
 }
 
 // waitServices holds READY back until every built-in service listens: a

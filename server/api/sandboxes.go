@@ -140,9 +140,12 @@ func (s *SandboxServer) create(ctx context.Context, lab *labs.Lab, ttl time.Dura
 	for i, n := range lab.Nodes {
 		names[i] = n.Name
 	}
+	ctx, ph := sandbox.WithPhases(ctx)
 	var id string
+	defer func() { s.log.Debug("create phases", "sandbox", id, "lab", lab.ID, "took", ph.Elapsed(), "phases", ph) }()
 	var nodes []store.Node
 	var err error
+	end := sandbox.Phase(ctx, "store.insert")
 	for range 5 { // a fresh id on the rare collision
 		id = sandbox.NewID()
 		nodes, err = s.cfg.Store.CreateSandbox(ctx, id, lab.ID, owner, names, s.cfg.UIDStart, s.cfg.UIDSlots)
@@ -150,6 +153,7 @@ func (s *SandboxServer) create(ctx context.Context, lab *labs.Lab, ttl time.Dura
 			break
 		}
 	}
+	end()
 	if err != nil {
 		return nil, fmt.Errorf("create sandbox of lab %s: %w", lab.ID, err)
 	}
@@ -179,6 +183,7 @@ func (s *SandboxServer) create(ctx context.Context, lab *labs.Lab, ttl time.Dura
 		}
 		return nil, fmt.Errorf("build sandbox of lab %s: %w", lab.ID, err)
 	}
+	end = sandbox.Phase(ctx, "store.ready")
 	for _, np := range sb.Nodes() {
 		if err := s.cfg.Store.SetNodeProcess(bctx, id, np.Name, np.Pid, np.StartTime); err != nil {
 			return nil, s.abandon(bctx, sb, fmt.Errorf("record node %s: %w", np.Name, err))
@@ -200,6 +205,8 @@ func (s *SandboxServer) create(ctx context.Context, lab *labs.Lab, ttl time.Dura
 	s.mu.Unlock()
 	s.log.Info("sandbox ready", "sandbox", id, "lab", lab.ID, "nodes", len(lab.Nodes), "took", time.Since(start))
 	s.cfg.Store.RecordEvent(bctx, id, "ready", fmt.Sprintf("built in %s", time.Since(start).Round(time.Millisecond)))
+	end()
+	defer sandbox.Phase(ctx, "response")()
 	row, err := s.cfg.Store.GetSandbox(bctx, id)
 	if err != nil {
 		return nil, err
@@ -284,19 +291,27 @@ func (s *SandboxServer) delete(ctx context.Context, id string) error {
 	}()
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
+	dctx, ph := sandbox.WithPhases(dctx)
+	defer func() { s.log.Debug("delete phases", "sandbox", id, "took", ph.Elapsed(), "phases", ph) }()
+	end := sandbox.Phase(dctx, "store.deleting")
 	if err := s.cfg.Store.SetState(dctx, id, store.StateDeleting, ""); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("delete sandbox %s: %w", id, err)
 	}
+	end()
 	if sb != nil {
+		end = sandbox.Phase(dctx, "close")
 		sb.Close()
+		end()
 	}
 	if err := s.cfg.Manager.Destroy(dctx, id); err != nil {
 		return fmt.Errorf("delete sandbox %s: %w", id, err)
 	}
+	end = sandbox.Phase(dctx, "store.delete")
 	if err := s.cfg.Store.DeleteSandbox(dctx, id); err != nil {
 		return fmt.Errorf("delete sandbox %s: %w", id, err)
 	}
 	s.cfg.Store.RecordEvent(dctx, id, "deleted", "")
+	end()
 	s.log.Info("sandbox deleted", "sandbox", id)
 	return nil
 }
