@@ -184,27 +184,20 @@ func (s *SandboxServer) create(ctx context.Context, lab *labs.Lab, ttl time.Dura
 		return nil, fmt.Errorf("build sandbox of lab %s: %w", lab.ID, err)
 	}
 	end = sandbox.Phase(ctx, "store.ready")
+	var procs []store.NodeProcess
 	for _, np := range sb.Nodes() {
-		if err := s.cfg.Store.SetNodeProcess(bctx, id, np.Name, np.Pid, np.StartTime); err != nil {
-			return nil, s.abandon(bctx, sb, fmt.Errorf("record node %s: %w", np.Name, err))
-		}
+		procs = append(procs, store.NodeProcess{Name: np.Name, Pid: np.Pid, StartTime: np.StartTime})
 	}
 	// The lifetime starts when the learner can use the sandbox.
 	now := time.Now()
-	if err := s.cfg.Store.SetExpiry(bctx, id, now.Add(ttl)); err != nil {
-		return nil, s.abandon(bctx, sb, fmt.Errorf("set expiry of %s: %w", id, err))
-	}
-	if err := s.cfg.Store.TouchSandbox(bctx, id, now); err != nil {
-		return nil, s.abandon(bctx, sb, fmt.Errorf("start idle clock of %s: %w", id, err))
-	}
-	if err := s.cfg.Store.SetState(bctx, id, store.StateReady, ""); err != nil {
-		return nil, s.abandon(bctx, sb, fmt.Errorf("mark %s ready: %w", id, err))
+	took := now.Sub(start)
+	if err := s.cfg.Store.MarkReady(bctx, id, procs, now, now.Add(ttl), fmt.Sprintf("built in %s", took.Round(time.Millisecond))); err != nil {
+		return nil, s.abandon(bctx, sb, err)
 	}
 	s.mu.Lock()
 	s.live[id] = sb
 	s.mu.Unlock()
-	s.log.Info("sandbox ready", "sandbox", id, "lab", lab.ID, "nodes", len(lab.Nodes), "took", time.Since(start))
-	s.cfg.Store.RecordEvent(bctx, id, "ready", fmt.Sprintf("built in %s", time.Since(start).Round(time.Millisecond)))
+	s.log.Info("sandbox ready", "sandbox", id, "lab", lab.ID, "nodes", len(lab.Nodes), "took", took)
 	end()
 	defer sandbox.Phase(ctx, "response")()
 	row, err := s.cfg.Store.GetSandbox(bctx, id)
@@ -298,19 +291,25 @@ func (s *SandboxServer) delete(ctx context.Context, id string) error {
 		return fmt.Errorf("delete sandbox %s: %w", id, err)
 	}
 	end()
-	if sb != nil {
-		end = sandbox.Phase(dctx, "close")
-		sb.Close()
-		end()
-	}
-	if err := s.cfg.Manager.Destroy(dctx, id); err != nil {
+	// Closing the capture socket waits out an RCU grace period in the
+	// kernel (packet_release): let it overlap the teardown.
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		if sb != nil {
+			defer sandbox.Phase(dctx, "close")()
+			sb.Close()
+		}
+	}()
+	err := s.cfg.Manager.Destroy(dctx, id)
+	<-closed
+	if err != nil {
 		return fmt.Errorf("delete sandbox %s: %w", id, err)
 	}
 	end = sandbox.Phase(dctx, "store.delete")
-	if err := s.cfg.Store.DeleteSandbox(dctx, id); err != nil {
+	if err := s.cfg.Store.DeleteSandboxEvent(dctx, id, "deleted", ""); err != nil {
 		return fmt.Errorf("delete sandbox %s: %w", id, err)
 	}
-	s.cfg.Store.RecordEvent(dctx, id, "deleted", "")
 	end()
 	s.log.Info("sandbox deleted", "sandbox", id)
 	return nil
