@@ -52,14 +52,18 @@ type Config struct {
 	Logger    *slog.Logger
 }
 
-// Manager builds and destroys sandboxes. It keeps no state of its own
-// beyond its configuration: everything it made is found again from the id.
+// Manager builds and destroys sandboxes. Everything it made is found
+// again from the id; the only state it keeps is which sandboxes it built
+// or adopted itself, for which Destroy can skip looking for strays.
 type Manager struct {
 	stateDir string
 	exe      string
 	cg       *cgroups
 	cfg      Config
 	log      *slog.Logger
+	// whole holds the ids of sandboxes this Manager built or adopted:
+	// every process they have is in their cgroups.
+	whole sync.Map
 }
 
 // NewManager checks the host and returns a Manager.
@@ -294,6 +298,7 @@ func (m *Manager) Build(ctx context.Context, lab *labs.Lab, id string, uidBases 
 	if err := m.buildNetwork(ctx, sb); err != nil {
 		return nil, err
 	}
+	m.whole.Store(id, true)
 	return sb, nil
 }
 
@@ -321,22 +326,39 @@ func (m *Manager) Destroy(ctx context.Context, id string) error {
 		return fmt.Errorf("sandbox id %q: malformed", id)
 	}
 	defer Phase(ctx, "destroy")()
-	var errs []error
-	end := Phase(ctx, "destroy.strays")
-	for _, pid := range m.strayProcs(id) {
-		unix.Kill(pid, unix.SIGKILL)
+	// A hub or init is outside its cgroups only between its start and
+	// its join, inside a Build; one that fails to join is killed there,
+	// and one whose labd dies meanwhile exits when it reads EOF where it
+	// waits for labd's go-ahead. So a sandbox this Manager built or
+	// adopted has every process in its cgroups, and only others (orphans
+	// found by Scan after a restart) need the walk over /proc, whose cost
+	// grows with every process on the host.
+	if _, whole := m.whole.LoadAndDelete(id); !whole {
+		end := Phase(ctx, "destroy.strays")
+		for _, pid := range m.strayProcs(id) {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+		end()
 	}
-	end()
-	end = Phase(ctx, "destroy.cgroups")
+	// Nothing reads the state directory once the processes are told to
+	// die: remove it while they exit.
+	dirErr := make(chan error, 1)
+	go func() {
+		defer Phase(ctx, "destroy.statedir")()
+		if err := os.RemoveAll(m.sandboxDir(id)); err != nil {
+			dirErr <- fmt.Errorf("remove state of %s: %w", id, err)
+		}
+		close(dirErr)
+	}()
+	var errs []error
+	end := Phase(ctx, "destroy.cgroups")
 	if err := m.cg.destroy(id, time.Until(deadlineOf(ctx, 30*time.Second))); err != nil {
 		errs = append(errs, err)
 	}
 	end()
-	end = Phase(ctx, "destroy.statedir")
-	if err := os.RemoveAll(m.sandboxDir(id)); err != nil {
-		errs = append(errs, fmt.Errorf("remove state of %s: %w", id, err))
+	if err := <-dirErr; err != nil {
+		errs = append(errs, err)
 	}
-	end()
 	return errors.Join(errs...)
 }
 
@@ -445,6 +467,7 @@ func (m *Manager) Adopt(ctx context.Context, lab *labs.Lab, id string, nodes []N
 	if err := sb.StartCapture(0); err != nil {
 		return nil, fmt.Errorf("start capture: %w", err)
 	}
+	m.whole.Store(id, true)
 	return sb, nil
 }
 
