@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -39,6 +40,7 @@ func BenchmarkBuildPhases(b *testing.B) {
 			lab := tc.lab(b)
 			sums := map[string]time.Duration{}
 			var build, destroy time.Duration
+			var builds, destroys []time.Duration
 			for b.Loop() {
 				sid := NewID()
 				ctx, ph := WithPhases(context.Background())
@@ -47,14 +49,18 @@ func BenchmarkBuildPhases(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				build += time.Since(t0)
+				d := time.Since(t0)
+				build += d
+				builds = append(builds, d)
 				sb.Close()
 				dctx, dph := WithPhases(context.Background())
 				t0 = time.Now()
 				if err := m.Destroy(dctx, sid); err != nil {
 					b.Fatal(err)
 				}
-				destroy += time.Since(t0)
+				d = time.Since(t0)
+				destroy += d
+				destroys = append(destroys, d)
 				for _, p := range []*Phases{ph, dph} {
 					for _, s := range p.Spans() {
 						sums[s.Name] += s.Dur
@@ -68,6 +74,8 @@ func BenchmarkBuildPhases(b *testing.B) {
 			n := float64(b.N)
 			b.ReportMetric(float64(build.Microseconds())/1000/n, "build-ms")
 			b.ReportMetric(float64(destroy.Microseconds())/1000/n, "destroy-ms")
+			b.ReportMetric(float64(median(builds).Microseconds())/1000, "build-p50-ms")
+			b.ReportMetric(float64(median(destroys).Microseconds())/1000, "destroy-p50-ms")
 			names := make([]string, 0, len(sums))
 			for k := range sums {
 				names = append(names, k)
@@ -78,4 +86,10 @@ func BenchmarkBuildPhases(b *testing.B) {
 			}
 		})
 	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -45,6 +46,7 @@ func BenchmarkCreateDelete(b *testing.B) {
 			}
 			sums := map[string]time.Duration{}
 			var create, del time.Duration
+			var creates, dels []time.Duration
 			for b.Loop() {
 				ctx, ph := sandbox.WithPhases(context.Background())
 				t0 := time.Now()
@@ -52,13 +54,17 @@ func BenchmarkCreateDelete(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				create += time.Since(t0)
+				d := time.Since(t0)
+				create += d
+				creates = append(creates, d)
 				dctx, dph := sandbox.WithPhases(context.Background())
 				t0 = time.Now()
 				if err := s.delete(dctx, sb.GetId()); err != nil {
 					b.Fatal(err)
 				}
-				del += time.Since(t0)
+				d = time.Since(t0)
+				del += d
+				dels = append(dels, d)
 				for _, p := range []*sandbox.Phases{ph, dph} {
 					for _, sp := range p.Spans() {
 						sums[sp.Name] += sp.Dur
@@ -68,6 +74,8 @@ func BenchmarkCreateDelete(b *testing.B) {
 			n := float64(b.N)
 			b.ReportMetric(float64(create.Microseconds())/1000/n, "create-ms")
 			b.ReportMetric(float64(del.Microseconds())/1000/n, "delete-ms")
+			b.ReportMetric(float64(median(creates).Microseconds())/1000, "create-p50-ms")
+			b.ReportMetric(float64(median(dels).Microseconds())/1000, "delete-p50-ms")
 			names := make([]string, 0, len(sums))
 			for k := range sums {
 				names = append(names, k)
@@ -78,4 +86,10 @@ func BenchmarkCreateDelete(b *testing.B) {
 			}
 		})
 	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
