@@ -15,7 +15,8 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"nslab/labs"
@@ -64,6 +65,9 @@ type Manager struct {
 	// whole holds the ids of sandboxes this Manager built or adopted:
 	// every process they have is in their cgroups.
 	whole sync.Map
+	// starts bounds the hub and node processes starting at once, over
+	// every build.
+	starts chan struct{}
 }
 
 // NewManager checks the host and returns a Manager.
@@ -133,7 +137,8 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err := cg.limitGroup(cgLimits{pids: cfg.MaxPids, memory: cfg.MaxMemory}); err != nil {
 		return nil, err
 	}
-	return &Manager{stateDir: abs, exe: "/proc/self/exe", cg: cg, cfg: cfg, log: cfg.Logger}, nil
+	return &Manager{stateDir: abs, exe: "/proc/self/exe", cg: cg, cfg: cfg, log: cfg.Logger,
+		starts: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}, nil
 }
 
 func (m *Manager) sandboxDir(id string) string {
@@ -154,6 +159,45 @@ type Sandbox struct {
 	// so an fd is never closed — and its number reused — under a reader.
 	use    sync.RWMutex
 	closed bool
+
+	// routes holds a NETLINK_ROUTE handle per node, opened once (by the
+	// build, or at first use) and closed with the sandbox.
+	routesMu sync.Mutex
+	routes   map[string]*netlink.Handle
+}
+
+// keepHandle files h as node's route handle, to be closed by Close.
+func (s *Sandbox) keepHandle(node string, h *netlink.Handle) {
+	s.routesMu.Lock()
+	defer s.routesMu.Unlock()
+	if s.routes == nil {
+		s.routes = map[string]*netlink.Handle{}
+	}
+	if old := s.routes[node]; old != nil {
+		old.Close()
+	}
+	s.routes[node] = h
+}
+
+// routeHandle returns a NETLINK_ROUTE handle in the namespace of node p.
+// Callers hold the sandbox (hold) while they use it. The handle has no
+// socket of any other family, so nothing asked of it can fall through to
+// labd's own namespace.
+func (s *Sandbox) routeHandle(p *proc) (*netlink.Handle, error) {
+	s.routesMu.Lock()
+	defer s.routesMu.Unlock()
+	if h := s.routes[p.name]; h != nil {
+		return h, nil
+	}
+	h, err := netlink.NewHandleAt(netns.NsHandle(p.nsFd()), unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, err
+	}
+	if s.routes == nil {
+		s.routes = map[string]*netlink.Handle{}
+	}
+	s.routes[p.name] = h
+	return h, nil
 }
 
 // hold keeps the sandbox's handles open until release is called; after
@@ -196,6 +240,12 @@ func (s *Sandbox) Close() {
 	if s.capture != nil {
 		s.capture.Close()
 	}
+	s.routesMu.Lock()
+	for _, h := range s.routes {
+		h.Close()
+	}
+	s.routes = nil
+	s.routesMu.Unlock()
 	s.hub.close()
 	for _, p := range s.nodes {
 		p.close()
@@ -256,46 +306,7 @@ func (m *Manager) Build(ctx context.Context, lab *labs.Lab, id string, uidBases 
 	}
 	end()
 
-	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(2 * runtime.GOMAXPROCS(0))
-	endProcs := Phase(ctx, "processes")
-	g.Go(func() error {
-		defer Phase(ctx, "start.hub")()
-		hub, err := m.startHub(gctx, id)
-		if err != nil {
-			return fmt.Errorf("hub: %w", err)
-		}
-		mu.Lock()
-		sb.hub = hub
-		mu.Unlock()
-		return nil
-	})
-	for _, n := range lab.Nodes {
-		lim := cgLimits{pids: m.cfg.DefaultPids, memory: m.cfg.DefaultMemory, cpuWeight: 100}
-		if n.Limits.Pids > 0 {
-			lim.pids = n.Limits.Pids
-		}
-		if n.Limits.MemoryBytes > 0 {
-			lim.memory = n.Limits.MemoryBytes
-		}
-		g.Go(func() error {
-			defer Phase(ctx, "start.node")()
-			p, err := m.startNode(gctx, id, n.Name, uidBases[n.Name], hosts, lim)
-			if err != nil {
-				return fmt.Errorf("node %s: %w", n.Name, err)
-			}
-			mu.Lock()
-			sb.nodes[n.Name] = p
-			mu.Unlock()
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	endProcs()
-	if err := m.buildNetwork(ctx, sb); err != nil {
+	if err := m.build(ctx, sb, uidBases, hosts); err != nil {
 		return nil, err
 	}
 	m.whole.Store(id, true)

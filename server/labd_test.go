@@ -992,7 +992,10 @@ func TestLabdKilledDuringCreate(t *testing.T) {
 	}{
 		{"state dir made", func(e *testEnv) bool { return len(e.sandboxStateDirs()) > 0 }},
 		{"first processes up", func(e *testEnv) bool { return len(e.taggedProcs()) >= 2 }},
-		{"all processes up", func(e *testEnv) bool { return len(e.taggedProcs()) >= 21 }}, // hub + 20 inits
+		// Not all 21 (hub + 20 inits): each node's links and addresses are
+		// made as soon as it runs, so once the last init is up the
+		// sandbox is a millisecond from READY and the kill would miss.
+		{"most processes up", func(e *testEnv) bool { return len(e.taggedProcs()) >= 14 }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
