@@ -186,12 +186,23 @@ func (cg *cgroups) destroy(sandbox string, timeout time.Duration) error {
 			if time.Now().After(deadline) {
 				return fmt.Errorf("sandbox %s: %d processes still alive after SIGKILL", sandbox, len(pids))
 			}
-			cg.killWait(sandbox, pids, deadline)
+			if cg.killWait(sandbox, pids, deadline) == 0 {
+				// None could be signalled: each was exiting, or left the
+				// cgroup, between the listing and its pidfd. Let them go.
+				time.Sleep(time.Millisecond)
+			}
+		}
+		// A group whose last task has just exited may report EBUSY for
+		// a moment; one that stays busy after that holds a process the
+		// first hierarchy did not show, which the next pass finds.
+		until := deadline
+		if soon := time.Now().Add(100 * time.Millisecond); !all && soon.Before(deadline) {
+			until = soon
 		}
 		var errs []error
 		busy := false
 		for _, d := range cg.dirs(sandbox) {
-			if err := rmdirTree(d, deadline); err != nil {
+			if err := rmdirTree(d, until); err != nil {
 				busy = busy || errors.Is(err, unix.EBUSY)
 				errs = append(errs, err)
 			}
@@ -210,7 +221,7 @@ func (cg *cgroups) destroy(sandbox string, timeout time.Duration) error {
 // awaited with poll(2) on the pidfds rather than by re-reading the cgroup.
 // Killing a node's init ends its whole pid namespace: the kernel reaps
 // every process in it before the init itself exits.
-func (cg *cgroups) killWait(sandbox string, pids []int, deadline time.Time) {
+func (cg *cgroups) killWait(sandbox string, pids []int, deadline time.Time) (killed int) {
 	member := "/" + filepath.Join(cg.parent, sandbox) + "/"
 	var fds []unix.PollFd
 	defer func() {
@@ -234,14 +245,15 @@ func (cg *cgroups) killWait(sandbox string, pids []int, deadline time.Time) {
 		}
 		fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
 	}
+	killed = len(fds)
 	for len(fds) > 0 {
 		wait := time.Until(deadline)
 		if wait <= 0 {
-			return
+			return killed
 		}
 		n, err := unix.Poll(fds, int(min(wait, time.Second).Milliseconds())+1)
 		if err != nil && !errors.Is(err, unix.EINTR) {
-			return
+			return killed
 		}
 		if n <= 0 {
 			continue
@@ -256,6 +268,7 @@ func (cg *cgroups) killWait(sandbox string, pids []int, deadline time.Time) {
 		}
 		fds = left
 	}
+	return killed
 }
 
 // rmdirTree removes a cgroup directory and its children, deepest first.
