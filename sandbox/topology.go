@@ -117,7 +117,10 @@ func (m *Manager) build(ctx context.Context, sb *Sandbox, uidBases map[string]ui
 		// Capture before any link exists, so what services and boot-time
 		// commands send is on record too. The socket sees every port of
 		// the hub, however late it is made.
-		if err := sb.StartCapture(0); err != nil {
+		endCapture := Phase(ctx, "capture")
+		err = sb.StartCapture(0)
+		endCapture()
+		if err != nil {
 			return fmt.Errorf("start capture: %w", err)
 		}
 		for i, seg := range lab.AllSegments() {
