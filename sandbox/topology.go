@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -82,7 +83,12 @@ func (m *Manager) build(ctx context.Context, sb *Sandbox, uidBases map[string]ui
 		hubUp   = make(chan struct{}) // closed once hub, bridges and capture exist
 		hub     *netlink.Handle
 		bridges = make([]int, len(lab.AllSegments())) // ifindex per segment
+		// allConfigured is closed once every node's network is
+		// configured; configured counts the nodes still being set up.
+		allConfigured = make(chan struct{})
+		configured    atomic.Int32
 	)
+	configured.Store(int32(len(lab.Nodes)))
 	defer func() {
 		if hub != nil {
 			hub.Close()
@@ -143,16 +149,10 @@ func (m *Manager) build(ctx context.Context, sb *Sandbox, uidBases map[string]ui
 		close(hubUp)
 		return nil
 	})
-	// Nodes with services start first: theirs is the longest way from a
-	// running init to READY (spawn, then each service's own start). The
-	// slots are taken here, in that order, rather than by the goroutines
-	// in whatever order they run.
-	order := make([]*labs.Node, len(lab.Nodes))
+	// The slots are taken here, in lab order after the hub's, rather
+	// than by the goroutines in whatever order they run.
 	for i := range lab.Nodes {
-		order[i] = &lab.Nodes[i]
-	}
-	slices.SortStableFunc(order, func(a, b *labs.Node) int { return len(b.Services) - len(a.Services) })
-	for _, n := range order {
+		n := &lab.Nodes[i]
 		lim := cgLimits{pids: m.cfg.DefaultPids, memory: m.cfg.DefaultMemory, cpuWeight: 100}
 		if n.Limits.Pids > 0 {
 			lim.pids = n.Limits.Pids
@@ -196,6 +196,24 @@ func (m *Manager) build(ctx context.Context, sb *Sandbox, uidBases map[string]ui
 			}
 			end()
 			if err := m.configureNode(gctx, p, h, n); err != nil {
+				return fmt.Errorf("node %s: %w", n.Name, err)
+			}
+			if configured.Add(-1) == 0 {
+				close(allConfigured)
+			}
+			if len(n.Services) == 0 {
+				return nil
+			}
+			// Services start on a finished network, as at boot: a command
+			// service may talk to another node at once (hardening's
+			// hello-vpn pings the VPN gateway so the server knows its
+			// MAC), and would meet a node that does not exist yet.
+			select {
+			case <-allConfigured:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			if err := startServices(gctx, p, n); err != nil {
 				return fmt.Errorf("node %s: %w", n.Name, err)
 			}
 			return nil
@@ -250,15 +268,16 @@ func addPort(hub *netlink.Handle, bridge int, port hubPort, p *proc) error {
 // writeSysctls applies a node's sysctls in its namespace, broad keys
 // (conf.all.*) before per-interface ones, from one thread switched into
 // the namespace once. A value the namespace already holds is not written
-// again: such a write is a no-op for every key but IPv6's conf.all.*,
-// whose writes also reset the default and every interface, so those are
-// always written.
+// again where that write is a no-op. It is not one under conf.* and
+// neigh.*: there a write, even of the same value, marks the entry as set
+// (so a later write to default.* no longer reaches that interface), and
+// IPv6's conf.all.* writes also reset the default and every interface.
 func writeSysctls(nsFd int, n *labs.Node) error {
 	return inNetNS(nsFd, func() error {
 		for _, k := range n.SysctlKeys() {
 			v := n.Sysctls[k]
 			path := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
-			if !strings.HasPrefix(k, "net.ipv6.conf.all.") {
+			if !strings.Contains(k, ".conf.") && !strings.Contains(k, ".neigh.") {
 				if cur, err := os.ReadFile(path); err == nil && slices.Equal(strings.Fields(string(cur)), strings.Fields(v)) {
 					continue
 				}
@@ -283,8 +302,9 @@ func linkUp(h *netlink.Handle, name string) error {
 }
 
 // configureNode applies a node's sysctls, addresses, link states, routes,
-// rules, nftables ruleset and services, in that order: sysctls may name
-// interfaces, routes need addresses, services may need the firewall.
+// rules and nftables ruleset, in that order: sysctls may name interfaces,
+// routes need addresses. Services come after, once every node is
+// configured (startServices).
 func (m *Manager) configureNode(ctx context.Context, p *proc, h *netlink.Handle, n *labs.Node) error {
 	end := Phase(ctx, "node.lo")
 	if err := linkUp(h, "lo"); err != nil {
@@ -370,10 +390,13 @@ func (m *Manager) configureNode(ctx context.Context, p *proc, h *netlink.Handle,
 			return err
 		}
 	}
-	if len(n.Services) == 0 {
-		return nil
-	}
-	end = Phase(ctx, "node.spawn")
+	return nil
+}
+
+// startServices starts a node's services and waits until the built-in
+// ones listen.
+func startServices(ctx context.Context, p *proc, n *labs.Node) error {
+	end := Phase(ctx, "node.spawn")
 	// Each spawn is a round trip to the init, which forks at once and
 	// answers; they need not queue behind each other.
 	var sg errgroup.Group
