@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
@@ -463,13 +465,13 @@ func waitServices(ctx context.Context, p *proc, n *labs.Node) error {
 	if len(wants) == 0 {
 		return nil
 	}
-	// sock_diag needs a handle with that family named: one without it
-	// would silently ask the host's namespace instead.
-	h, err := netlink.NewHandleAt(netns.NsHandle(p.nsFd()), unix.NETLINK_INET_DIAG)
+	// A socket of the node's namespace: one opened without naming it
+	// would ask the host's namespace instead.
+	diag, err := nl.GetNetlinkSocketAt(netns.NsHandle(p.nsFd()), netns.None(), unix.NETLINK_INET_DIAG)
 	if err != nil {
 		return fmt.Errorf("sock_diag: %w", err)
 	}
-	defer h.Close()
+	defer diag.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	// sock_diag has no "now listening" event, so poll: often at first,
 	// when a service is about to be up, less often as it takes longer.
@@ -479,7 +481,7 @@ func waitServices(ctx context.Context, p *proc, n *labs.Node) error {
 		left := wants[:0]
 		for _, w := range wants {
 			if bound[w.proto] == nil {
-				bound[w.proto] = listeningPorts(h, w.proto)
+				bound[w.proto] = listeningPorts(diag, w.proto)
 			}
 			if !bound[w.proto][w.port] {
 				left = append(left, w)
@@ -505,25 +507,77 @@ func waitServices(ctx context.Context, p *proc, n *labs.Node) error {
 }
 
 // listeningPorts returns the local ports with a listening TCP socket (or
-// any UDP socket), IPv4 or IPv6.
-func listeningPorts(h *netlink.Handle, proto string) map[int]bool {
+// any UDP socket), IPv4 or IPv6. The TCP dump asks for listeners only:
+// the kernel then walks just the listening hash, not the host-wide table
+// of established sockets (hundreds of thousands of buckets on a large
+// host, walked for every namespace's dump).
+func listeningPorts(s *nl.NetlinkSocket, proto string) map[int]bool {
 	out := map[int]bool{}
+	ipproto, states := uint8(unix.IPPROTO_TCP), uint32(1)<<netlink.TCP_LISTEN
+	if proto == "udp" {
+		ipproto, states = unix.IPPROTO_UDP, ^uint32(0)
+	}
 	for _, fam := range []uint8{unix.AF_INET6, unix.AF_INET} {
-		list := h.SocketDiagTCP
-		if proto == "udp" {
-			list = h.SocketDiagUDP
-		}
-		socks, err := list(fam)
+		ports, err := diagPorts(s, fam, ipproto, states)
 		if err != nil {
 			continue
 		}
-		for _, s := range socks {
-			if proto == "udp" || s.State == netlink.TCP_LISTEN {
-				out[int(s.ID.SourcePort)] = true
-			}
+		for _, port := range ports {
+			out[port] = true
 		}
 	}
 	return out
+}
+
+// diagPorts dumps the sockets of one family and protocol in the given
+// states (a bit mask of TCP states) and returns their local ports.
+func diagPorts(s *nl.NetlinkSocket, family, proto uint8, states uint32) ([]int, error) {
+	req := nl.NewNetlinkRequest(nl.SOCK_DIAG_BY_FAMILY, unix.NLM_F_DUMP)
+	// struct inet_diag_req_v2: family, protocol, ext, pad, states, then
+	// an all-zero inet_diag_sockid (48 bytes): no filter on addresses.
+	b := make([]byte, 56)
+	b[0], b[1] = family, proto
+	binary.NativeEndian.PutUint32(b[4:], states)
+	req.AddRawData(b)
+	if err := s.Send(req); err != nil {
+		return nil, err
+	}
+	pid, err := s.GetPid()
+	if err != nil {
+		return nil, err
+	}
+	var ports []int
+	for {
+		msgs, from, err := s.Receive()
+		if err != nil {
+			return nil, err
+		}
+		if from.Pid != nl.PidKernel {
+			continue
+		}
+		for _, m := range msgs {
+			if m.Header.Seq != req.Seq || m.Header.Pid != pid {
+				continue // a late answer to an earlier request
+			}
+			switch m.Header.Type {
+			case unix.NLMSG_DONE:
+				return ports, nil
+			case unix.NLMSG_ERROR:
+				if len(m.Data) >= 4 {
+					if errno := int32(binary.NativeEndian.Uint32(m.Data)); errno != 0 {
+						return nil, unix.Errno(-errno)
+					}
+				}
+				return ports, nil
+			}
+			// struct inet_diag_msg: family, state, timer, retrans, then
+			// the sockid, whose first field is the source port (network
+			// order).
+			if len(m.Data) >= 6 {
+				ports = append(ports, int(binary.BigEndian.Uint16(m.Data[4:6])))
+			}
+		}
+	}
 }
 
 func serviceArgv(s labs.Service) ([]string, bool) {
