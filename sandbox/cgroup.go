@@ -135,24 +135,39 @@ func (cg *cgroups) join(sandbox, node string, pid int) error {
 	return nil
 }
 
-// procs lists every pid in the sandbox's cgroups.
-func (cg *cgroups) procs(sandbox string) []int {
+// procs lists every pid in the sandbox's cgroups. With all, it reads
+// every hierarchy; otherwise only the first, which holds every process of
+// the sandbox too (join places a process in all of them before it runs,
+// and its descendants inherit them) and is the cheapest to walk: the pids
+// controller has a handful of files per group, memory dozens.
+func (cg *cgroups) procs(sandbox string, all bool) []int {
 	seen := map[int]bool{}
 	var out []int
-	for _, d := range cg.dirs(sandbox) {
-		filepath.WalkDir(d, func(p string, e os.DirEntry, err error) error {
-			if err != nil || e.IsDir() || e.Name() != "cgroup.procs" {
-				return nil
+	dirs := cg.dirs(sandbox)
+	if !all {
+		dirs = dirs[:1]
+	}
+	var walk func(d string)
+	walk = func(d string) {
+		b, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+		if err != nil {
+			return
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil && !seen[pid] {
+				seen[pid] = true
+				out = append(out, pid)
 			}
-			b, _ := os.ReadFile(p)
-			for _, f := range strings.Fields(string(b)) {
-				if pid, err := strconv.Atoi(f); err == nil && !seen[pid] {
-					seen[pid] = true
-					out = append(out, pid)
-				}
+		}
+		entries, _ := os.ReadDir(d)
+		for _, e := range entries {
+			if e.IsDir() {
+				walk(filepath.Join(d, e.Name()))
 			}
-			return nil
-		})
+		}
+	}
+	for _, d := range dirs {
+		walk(d)
 	}
 	return out
 }
@@ -161,26 +176,99 @@ func (cg *cgroups) procs(sandbox string) []int {
 // is idempotent: a sandbox without cgroups is already destroyed.
 func (cg *cgroups) destroy(sandbox string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	all := false // after an EBUSY, look in every hierarchy
 	for {
-		pids := cg.procs(sandbox)
-		if len(pids) == 0 {
-			break
+		for {
+			pids := cg.procs(sandbox, all)
+			if len(pids) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("sandbox %s: %d processes still alive after SIGKILL", sandbox, len(pids))
+			}
+			if cg.killWait(sandbox, pids, deadline) == 0 {
+				// None could be signalled: each was exiting, or left the
+				// cgroup, between the listing and its pidfd. Let them go.
+				time.Sleep(time.Millisecond)
+			}
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("sandbox %s: %d processes still alive after SIGKILL", sandbox, len(pids))
+		// A group whose last task has just exited may report EBUSY for
+		// a moment; one that stays busy after that holds a process the
+		// first hierarchy did not show, which the next pass finds.
+		until := deadline
+		if soon := time.Now().Add(100 * time.Millisecond); !all && soon.Before(deadline) {
+			until = soon
 		}
-		for _, pid := range pids {
-			unix.Kill(pid, unix.SIGKILL)
+		var errs []error
+		busy := false
+		for _, d := range cg.dirs(sandbox) {
+			if err := rmdirTree(d, until); err != nil {
+				busy = busy || errors.Is(err, unix.EBUSY)
+				errs = append(errs, err)
+			}
 		}
-		time.Sleep(2 * time.Millisecond) // poll: the kernel gives no event for "cgroup empty" under v1
+		if !busy || all || time.Now().After(deadline) {
+			return errors.Join(errs...)
+		}
+		all = true
 	}
-	var errs []error
-	for _, d := range cg.dirs(sandbox) {
-		if err := rmdirTree(d, deadline); err != nil {
-			errs = append(errs, err)
+}
+
+// killWait SIGKILLs pids and waits until they have exited or the
+// deadline passes. A pid is signalled through a pidfd opened while the
+// process is still in the sandbox's cgroup, so a pid reused by an
+// unrelated process after the listing is never signalled; the exits are
+// awaited with poll(2) on the pidfds rather than by re-reading the cgroup.
+// Killing a node's init ends its whole pid namespace: the kernel reaps
+// every process in it before the init itself exits.
+func (cg *cgroups) killWait(sandbox string, pids []int, deadline time.Time) (killed int) {
+	member := "/" + filepath.Join(cg.parent, sandbox) + "/"
+	var fds []unix.PollFd
+	defer func() {
+		for _, f := range fds {
+			unix.Close(int(f.Fd))
 		}
+	}()
+	for _, pid := range pids {
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			continue // already gone
+		}
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+		if err != nil || !strings.Contains(string(b), member) {
+			unix.Close(fd) // exited, and its pid went to someone else
+			continue
+		}
+		if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil {
+			unix.Close(fd)
+			continue
+		}
+		fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
 	}
-	return errors.Join(errs...)
+	killed = len(fds)
+	for len(fds) > 0 {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return killed
+		}
+		n, err := unix.Poll(fds, int(min(wait, time.Second).Milliseconds())+1)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return killed
+		}
+		if n <= 0 {
+			continue
+		}
+		left := fds[:0]
+		for _, f := range fds {
+			if f.Revents != 0 { // POLLIN: exited; POLLHUP/ERR: gone
+				unix.Close(int(f.Fd))
+				continue
+			}
+			left = append(left, f)
+		}
+		fds = left
+	}
+	return killed
 }
 
 // rmdirTree removes a cgroup directory and its children, deepest first.

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"nslab/labs"
@@ -48,7 +47,11 @@ func (s *Sandbox) Inspect() ([]NodeInfo, error) {
 		if p == nil {
 			continue
 		}
-		info, err := inspectNode(p, func(ifc string) string { return segOf[labs.Endpoint{Node: n.Name, Iface: ifc}.String()] })
+		h, err := s.routeHandle(p)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: netlink: %w", n.Name, err)
+		}
+		info, err := inspectNode(p, h, func(ifc string) string { return segOf[labs.Endpoint{Node: n.Name, Iface: ifc}.String()] })
 		if err != nil {
 			return nil, fmt.Errorf("node %s: %w", n.Name, err)
 		}
@@ -57,13 +60,8 @@ func (s *Sandbox) Inspect() ([]NodeInfo, error) {
 	return out, nil
 }
 
-func inspectNode(p *proc, segOf func(string) string) (NodeInfo, error) {
+func inspectNode(p *proc, h *netlink.Handle, segOf func(string) string) (NodeInfo, error) {
 	info := NodeInfo{Name: p.name}
-	h, err := netlink.NewHandleAt(netns.NsHandle(p.nsFd()))
-	if err != nil {
-		return info, fmt.Errorf("netlink: %w", err)
-	}
-	defer h.Close()
 	links, err := h.LinkList()
 	if err != nil {
 		return info, fmt.Errorf("list links: %w", err)

@@ -15,7 +15,8 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"nslab/labs"
@@ -56,8 +57,9 @@ type Config struct {
 	Logger         *slog.Logger
 }
 
-// Manager builds and destroys sandboxes. It keeps no state of its own
-// beyond its configuration: everything it made is found again from the id.
+// Manager builds and destroys sandboxes. Everything it made is found
+// again from the id; the only state it keeps is which sandboxes it built
+// or adopted itself, for which Destroy can skip looking for strays.
 type Manager struct {
 	stateDir string
 	exe      string
@@ -65,6 +67,12 @@ type Manager struct {
 	cfg      Config
 	log      *slog.Logger
 	spawn    spawner // starts node inits (spawn.go)
+	// whole holds the ids of sandboxes this Manager built or adopted:
+	// every process they have is in their cgroups.
+	whole sync.Map
+	// starts bounds the hub and node processes starting at once, over
+	// every build.
+	starts chan struct{}
 }
 
 // NewManager checks the host and returns a Manager.
@@ -140,7 +148,8 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err := cg.limitGroup(cgLimits{pids: cfg.MaxPids, memory: cfg.MaxMemory}); err != nil {
 		return nil, err
 	}
-	return &Manager{stateDir: abs, exe: "/proc/self/exe", cg: cg, cfg: cfg, log: cfg.Logger}, nil
+	return &Manager{stateDir: abs, exe: "/proc/self/exe", cg: cg, cfg: cfg, log: cfg.Logger,
+		starts: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}, nil
 }
 
 func (m *Manager) sandboxDir(id string) string {
@@ -161,6 +170,45 @@ type Sandbox struct {
 	// so an fd is never closed — and its number reused — under a reader.
 	use    sync.RWMutex
 	closed bool
+
+	// routes holds a NETLINK_ROUTE handle per node, opened once (by the
+	// build, or at first use) and closed with the sandbox.
+	routesMu sync.Mutex
+	routes   map[string]*netlink.Handle
+}
+
+// keepHandle files h as node's route handle, to be closed by Close.
+func (s *Sandbox) keepHandle(node string, h *netlink.Handle) {
+	s.routesMu.Lock()
+	defer s.routesMu.Unlock()
+	if s.routes == nil {
+		s.routes = map[string]*netlink.Handle{}
+	}
+	if old := s.routes[node]; old != nil {
+		old.Close()
+	}
+	s.routes[node] = h
+}
+
+// routeHandle returns a NETLINK_ROUTE handle in the namespace of node p.
+// Callers hold the sandbox (hold) while they use it. The handle has no
+// socket of any other family, so nothing asked of it can fall through to
+// labd's own namespace.
+func (s *Sandbox) routeHandle(p *proc) (*netlink.Handle, error) {
+	s.routesMu.Lock()
+	defer s.routesMu.Unlock()
+	if h := s.routes[p.name]; h != nil {
+		return h, nil
+	}
+	h, err := netlink.NewHandleAt(netns.NsHandle(p.nsFd()), unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, err
+	}
+	if s.routes == nil {
+		s.routes = map[string]*netlink.Handle{}
+	}
+	s.routes[p.name] = h
+	return h, nil
 }
 
 // hold keeps the sandbox's handles open until release is called; after
@@ -203,6 +251,12 @@ func (s *Sandbox) Close() {
 	if s.capture != nil {
 		s.capture.Close()
 	}
+	s.routesMu.Lock()
+	for _, h := range s.routes {
+		h.Close()
+	}
+	s.routes = nil
+	s.routesMu.Unlock()
 	s.hub.close()
 	for _, p := range s.nodes {
 		p.close()
@@ -225,6 +279,7 @@ func (m *Manager) Build(ctx context.Context, lab *labs.Lab, id string, uidBases 
 		}
 	}
 	sb := &Sandbox{ID: id, Lab: lab, nodes: map[string]*proc{}}
+	defer Phase(ctx, "build")()
 	defer func() {
 		if err != nil {
 			sb.Close()
@@ -236,6 +291,7 @@ func (m *Manager) Build(ctx context.Context, lab *labs.Lab, id string, uidBases 
 			}
 		}
 	}()
+	end := Phase(ctx, "statedir+cgroup")
 	if err := os.MkdirAll(m.sandboxDir(id), 0o711); err != nil {
 		return nil, fmt.Errorf("create %s: %w", m.sandboxDir(id), err)
 	}
@@ -259,45 +315,12 @@ func (m *Manager) Build(ctx context.Context, lab *labs.Lab, id string, uidBases 
 	if err := m.cg.limitGroup(total, id); err != nil {
 		return nil, err
 	}
+	end()
 
-	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(2 * runtime.GOMAXPROCS(0))
-	g.Go(func() error {
-		hub, err := m.startHub(gctx, id)
-		if err != nil {
-			return fmt.Errorf("hub: %w", err)
-		}
-		mu.Lock()
-		sb.hub = hub
-		mu.Unlock()
-		return nil
-	})
-	for _, n := range lab.Nodes {
-		lim := cgLimits{pids: m.cfg.DefaultPids, memory: m.cfg.DefaultMemory, cpuWeight: 100}
-		if n.Limits.Pids > 0 {
-			lim.pids = n.Limits.Pids
-		}
-		if n.Limits.MemoryBytes > 0 {
-			lim.memory = n.Limits.MemoryBytes
-		}
-		g.Go(func() error {
-			p, err := m.startNode(gctx, id, n.Name, uidBases[n.Name], hosts, lim)
-			if err != nil {
-				return fmt.Errorf("node %s: %w", n.Name, err)
-			}
-			mu.Lock()
-			sb.nodes[n.Name] = p
-			mu.Unlock()
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
+	if err := m.build(ctx, sb, uidBases, hosts); err != nil {
 		return nil, err
 	}
-	if err := m.buildNetwork(ctx, sb); err != nil {
-		return nil, err
-	}
+	m.whole.Store(id, true)
 	return sb, nil
 }
 
@@ -324,15 +347,39 @@ func (m *Manager) Destroy(ctx context.Context, id string) error {
 	if !validID(id) {
 		return fmt.Errorf("sandbox id %q: malformed", id)
 	}
-	var errs []error
-	for _, pid := range m.strayProcs(id) {
-		unix.Kill(pid, unix.SIGKILL)
+	defer Phase(ctx, "destroy")()
+	// A hub or init is outside its cgroups only between its start and
+	// its join, inside a Build; one that fails to join is killed there,
+	// and one whose labd dies meanwhile exits when it reads EOF where it
+	// waits for labd's go-ahead. So a sandbox this Manager built or
+	// adopted has every process in its cgroups, and only others (orphans
+	// found by Scan after a restart) need the walk over /proc, whose cost
+	// grows with every process on the host.
+	if _, whole := m.whole.LoadAndDelete(id); !whole {
+		end := Phase(ctx, "destroy.strays")
+		for _, pid := range m.strayProcs(id) {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+		end()
 	}
+	// Nothing reads the state directory once the processes are told to
+	// die: remove it while they exit.
+	dirErr := make(chan error, 1)
+	go func() {
+		defer Phase(ctx, "destroy.statedir")()
+		if err := os.RemoveAll(m.sandboxDir(id)); err != nil {
+			dirErr <- fmt.Errorf("remove state of %s: %w", id, err)
+		}
+		close(dirErr)
+	}()
+	var errs []error
+	end := Phase(ctx, "destroy.cgroups")
 	if err := m.cg.destroy(id, time.Until(deadlineOf(ctx, 30*time.Second))); err != nil {
 		errs = append(errs, err)
 	}
-	if err := os.RemoveAll(m.sandboxDir(id)); err != nil {
-		errs = append(errs, fmt.Errorf("remove state of %s: %w", id, err))
+	end()
+	if err := <-dirErr; err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -442,6 +489,7 @@ func (m *Manager) Adopt(ctx context.Context, lab *labs.Lab, id string, nodes []N
 	if err := sb.StartCapture(0); err != nil {
 		return nil, fmt.Errorf("start capture: %w", err)
 	}
+	m.whole.Store(id, true)
 	return sb, nil
 }
 

@@ -2,14 +2,19 @@ package sandbox
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
+	"os"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
@@ -29,86 +34,262 @@ var noSnooping = false
 // bridgeName is the hub bridge of a link or segment.
 func bridgeName(segment string) string { return "br-" + segment }
 
-// buildNetwork creates the bridges and veths, then configures each node.
-func (m *Manager) buildNetwork(ctx context.Context, sb *Sandbox) error {
-	hub, err := netlink.NewHandleAt(netns.NsHandle(sb.hub.nsFd()))
-	if err != nil {
-		return fmt.Errorf("hub netlink: %w", err)
-	}
-	defer hub.Close()
-	if err := linkUp(hub, "lo"); err != nil {
-		return fmt.Errorf("hub: %w", err)
-	}
-	lab := sb.Lab
-	port := 0
-	for _, seg := range lab.AllSegments() {
-		// A plain learning switch: no multicast snooping, so IPv6 neighbour
-		// discovery reaches every port however the nodes' MLD reports raced
-		// the link coming up.
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: bridgeName(seg.Name), Flags: net.FlagUp}, MulticastSnooping: &noSnooping}
-		if err := hub.LinkAdd(br); err != nil {
-			return fmt.Errorf("link %s: add bridge %s: %w", seg.Name, br.Name, err)
-		}
-		brIdx := br.Attrs().Index
-		if brIdx == 0 {
-			l, err := hub.LinkByName(br.Name)
+// hubPort is one veth: its hub end v<n> on the segment's bridge, its
+// other end the node's interface.
+type hubPort struct {
+	n        int // 1-based over every segment's endpoints in file order
+	seg      int // index in Lab.AllSegments
+	endpoint string
+	iface    *labs.Interface
+}
+
+// hubPorts numbers every endpoint of every segment: the capture names a
+// frame's endpoint from the number in its hub port's name (Capture.portOf).
+func hubPorts(lab *labs.Lab) (map[string][]hubPort, error) {
+	out := map[string][]hubPort{}
+	n := 0
+	for si, seg := range lab.AllSegments() {
+		for _, e := range seg.Endpoints {
+			ep, err := labs.ParseEndpoint(e)
 			if err != nil {
-				return fmt.Errorf("link %s: find bridge %s: %w", seg.Name, br.Name, err)
-			}
-			brIdx = l.Attrs().Index
-		}
-		for _, epStr := range seg.Endpoints {
-			ep, err := labs.ParseEndpoint(epStr)
-			if err != nil {
-				return err
+				return nil, err
 			}
 			node := lab.Node(ep.Node)
+			if node == nil {
+				return nil, fmt.Errorf("link %s: endpoint %s: no node %s", seg.Name, e, ep.Node)
+			}
 			ifc := node.Interface(ep.Iface)
-			port++
-			v := &netlink.Veth{
-				LinkAttrs: netlink.LinkAttrs{
-					Name:        fmt.Sprintf("v%d", port),
-					MasterIndex: brIdx,
-					MTU:         hubPortMTU,
-					Flags:       net.FlagUp,
-				},
-				PeerName:      ifc.Name,
-				PeerNamespace: netlink.NsFd(sb.nodes[ep.Node].nsFd()),
+			if ifc == nil {
+				return nil, fmt.Errorf("link %s: endpoint %s: node %s has no interface %s", seg.Name, e, ep.Node, ep.Iface)
 			}
-			v.PeerMTU = 1500
-			if ifc.MTU > 0 {
-				v.PeerMTU = uint32(ifc.MTU)
-			}
-			if ifc.MAC != "" {
-				mac, err := net.ParseMAC(ifc.MAC)
-				if err != nil {
-					return fmt.Errorf("%s: mac %q: %w", epStr, ifc.MAC, err)
-				}
-				v.PeerHardwareAddr = mac
-			}
-			// Created in place: the peer is born in the node's namespace.
-			if err := hub.LinkAdd(v); err != nil {
-				return fmt.Errorf("link %s: add veth for %s: %w", seg.Name, epStr, err)
-			}
+			n++
+			out[ep.Node] = append(out[ep.Node], hubPort{n: n, seg: si, endpoint: e, iface: ifc})
 		}
 	}
+	return out, nil
+}
 
-	// Capture from the moment the links exist, so what services and
-	// boot-time commands send is on record too.
-	if err := sb.StartCapture(0); err != nil {
-		return fmt.Errorf("start capture: %w", err)
+// build starts the hub and every node and wires each node up as soon as
+// it and the hub run: its veths, then its sysctls, addresses, routes,
+// rules, ruleset and services. Process starts are most of a build; no
+// node's network waits for another node's process, and nothing waits for
+// a barrier between the steps.
+func (m *Manager) build(ctx context.Context, sb *Sandbox, uidBases map[string]uint32, hosts []byte) (err error) {
+	lab := sb.Lab
+	ports, err := hubPorts(lab)
+	if err != nil {
+		return err
 	}
+	var (
+		mu      sync.Mutex
+		hubUp   = make(chan struct{}) // closed once hub, bridges and capture exist
+		hub     *netlink.Handle
+		bridges = make([]int, len(lab.AllSegments())) // ifindex per segment
+		// allConfigured is closed once every node's network is
+		// configured; configured counts the nodes still being set up.
+		allConfigured = make(chan struct{})
+		configured    atomic.Int32
+	)
+	configured.Store(int32(len(lab.Nodes)))
+	defer func() {
+		if hub != nil {
+			hub.Close()
+		}
+	}()
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(runtime.GOMAXPROCS(0) + 1)
-	for _, n := range lab.Nodes {
+	// Every node's network waits for the hub: it takes the first slot.
+	release, err := m.startSlot(ctx)
+	if err != nil {
+		return err
+	}
+	g.Go(func() error {
+		end := Phase(ctx, "start.hub")
+		p, err := m.startHub(gctx, sb.ID)
+		end()
+		release()
+		if err != nil {
+			return fmt.Errorf("hub: %w", err)
+		}
+		mu.Lock()
+		sb.hub = p
+		mu.Unlock()
+		defer Phase(ctx, "hub.net")()
+		h, err := netlink.NewHandleAt(netns.NsHandle(p.nsFd()), unix.NETLINK_ROUTE)
+		if err != nil {
+			return fmt.Errorf("hub netlink: %w", err)
+		}
+		hub = h
+		if err := linkUp(h, "lo"); err != nil {
+			return fmt.Errorf("hub: %w", err)
+		}
+		// Capture before any link exists, so what services and boot-time
+		// commands send is on record too. The socket sees every port of
+		// the hub, however late it is made.
+		endCapture := Phase(ctx, "capture")
+		err = sb.StartCapture(0)
+		endCapture()
+		if err != nil {
+			return fmt.Errorf("start capture: %w", err)
+		}
+		for i, seg := range lab.AllSegments() {
+			// A plain learning switch: no multicast snooping, so IPv6
+			// neighbour discovery reaches every port however the nodes'
+			// MLD reports raced the link coming up.
+			br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: bridgeName(seg.Name), Flags: net.FlagUp}, MulticastSnooping: &noSnooping}
+			if err := h.LinkAdd(br); err != nil {
+				return fmt.Errorf("link %s: add bridge %s: %w", seg.Name, br.Name, err)
+			}
+			bridges[i] = br.Attrs().Index
+			if bridges[i] == 0 {
+				l, err := h.LinkByName(br.Name)
+				if err != nil {
+					return fmt.Errorf("link %s: find bridge %s: %w", seg.Name, br.Name, err)
+				}
+				bridges[i] = l.Attrs().Index
+			}
+		}
+		close(hubUp)
+		return nil
+	})
+	// The slots are taken here, in lab order after the hub's, rather
+	// than by the goroutines in whatever order they run.
+	for i := range lab.Nodes {
+		n := &lab.Nodes[i]
+		lim := cgLimits{pids: m.cfg.DefaultPids, memory: m.cfg.DefaultMemory, cpuWeight: 100}
+		if n.Limits.Pids > 0 {
+			lim.pids = n.Limits.Pids
+		}
+		if n.Limits.MemoryBytes > 0 {
+			lim.memory = n.Limits.MemoryBytes
+		}
+		release, err := m.startSlot(gctx)
+		if err != nil {
+			if werr := g.Wait(); werr != nil {
+				return werr // the failure that ended gctx
+			}
+			return err
+		}
 		g.Go(func() error {
-			if err := m.configureNode(gctx, sb, &n); err != nil {
+			end := Phase(ctx, "start.node")
+			p, err := m.startNode(gctx, sb.ID, n.Name, uidBases[n.Name], hosts, lim)
+			end()
+			release()
+			if err != nil {
+				return fmt.Errorf("node %s: %w", n.Name, err)
+			}
+			mu.Lock()
+			sb.nodes[n.Name] = p
+			mu.Unlock()
+			h, err := netlink.NewHandleAt(netns.NsHandle(p.nsFd()), unix.NETLINK_ROUTE)
+			if err != nil {
+				return fmt.Errorf("node %s: netlink: %w", n.Name, err)
+			}
+			sb.keepHandle(n.Name, h)
+			select {
+			case <-hubUp:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			end = Phase(ctx, "node.links")
+			for _, port := range ports[n.Name] {
+				if err := addPort(hub, bridges[port.seg], port, p); err != nil {
+					return fmt.Errorf("link %s: %w", lab.AllSegments()[port.seg].Name, err)
+				}
+			}
+			end()
+			if err := m.configureNode(gctx, p, h, n); err != nil {
+				return fmt.Errorf("node %s: %w", n.Name, err)
+			}
+			if configured.Add(-1) == 0 {
+				close(allConfigured)
+			}
+			if len(n.Services) == 0 {
+				return nil
+			}
+			// Services start on a finished network, as at boot: a command
+			// service may talk to another node at once (hardening's
+			// hello-vpn pings the VPN gateway so the server knows its
+			// MAC), and would meet a node that does not exist yet.
+			select {
+			case <-allConfigured:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			if err := startServices(gctx, p, n); err != nil {
 				return fmt.Errorf("node %s: %w", n.Name, err)
 			}
 			return nil
 		})
 	}
 	return g.Wait()
+}
+
+// startSlot waits for room to start a process: each start is mostly CPU
+// (fork, exec, runtime start), and far more at once than there are CPUs
+// only makes them all finish later. release gives the slot back.
+func (m *Manager) startSlot(ctx context.Context) (release func(), err error) {
+	select {
+	case m.starts <- struct{}{}:
+		return func() { <-m.starts }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// addPort creates a veth in the hub whose peer is born in the node's
+// namespace as the lab's interface: moving a link between namespaces
+// costs a synchronize_net, creating it in place does not.
+func addPort(hub *netlink.Handle, bridge int, port hubPort, p *proc) error {
+	v := &netlink.Veth{
+		LinkAttrs: netlink.LinkAttrs{
+			Name:        fmt.Sprintf("v%d", port.n),
+			MasterIndex: bridge,
+			MTU:         hubPortMTU,
+			Flags:       net.FlagUp,
+		},
+		PeerName:      port.iface.Name,
+		PeerNamespace: netlink.NsFd(p.nsFd()),
+	}
+	v.PeerMTU = 1500
+	if port.iface.MTU > 0 {
+		v.PeerMTU = uint32(port.iface.MTU)
+	}
+	if port.iface.MAC != "" {
+		mac, err := net.ParseMAC(port.iface.MAC)
+		if err != nil {
+			return fmt.Errorf("%s: mac %q: %w", port.endpoint, port.iface.MAC, err)
+		}
+		v.PeerHardwareAddr = mac
+	}
+	if err := hub.LinkAdd(v); err != nil {
+		return fmt.Errorf("add veth for %s: %w", port.endpoint, err)
+	}
+	return nil
+}
+
+// writeSysctls applies a node's sysctls in its namespace, broad keys
+// (conf.all.*) before per-interface ones, from one thread switched into
+// the namespace once. A value the namespace already holds is not written
+// again where that write is a no-op. It is not one under conf.* and
+// neigh.*: there a write, even of the same value, marks the entry as set
+// (so a later write to default.* no longer reaches that interface), and
+// IPv6's conf.all.* writes also reset the default and every interface.
+func writeSysctls(nsFd int, n *labs.Node) error {
+	return inNetNS(nsFd, func() error {
+		for _, k := range n.SysctlKeys() {
+			v := n.Sysctls[k]
+			path := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
+			if !strings.Contains(k, ".conf.") && !strings.Contains(k, ".neigh.") {
+				if cur, err := os.ReadFile(path); err == nil && slices.Equal(strings.Fields(string(cur)), strings.Fields(v)) {
+					continue
+				}
+			}
+			if err := os.WriteFile(path, []byte(v), 0); err != nil {
+				return fmt.Errorf("sysctls.%s: sysctl %s=%s: %w", k, k, v, err)
+			}
+		}
+		return nil
+	})
 }
 
 func linkUp(h *netlink.Handle, name string) error {
@@ -123,23 +304,24 @@ func linkUp(h *netlink.Handle, name string) error {
 }
 
 // configureNode applies a node's sysctls, addresses, link states, routes,
-// rules, nftables ruleset and services, in that order: sysctls may name
-// interfaces, routes need addresses, services may need the firewall.
-func (m *Manager) configureNode(ctx context.Context, sb *Sandbox, n *labs.Node) error {
-	p := sb.nodes[n.Name]
-	h, err := netlink.NewHandleAt(netns.NsHandle(p.nsFd()))
-	if err != nil {
-		return fmt.Errorf("netlink: %w", err)
-	}
-	defer h.Close()
+// rules and nftables ruleset, in that order: sysctls may name interfaces,
+// routes need addresses. Services come after, once every node is
+// configured (startServices).
+func (m *Manager) configureNode(ctx context.Context, p *proc, h *netlink.Handle, n *labs.Node) error {
+	end := Phase(ctx, "node.lo")
 	if err := linkUp(h, "lo"); err != nil {
 		return err
 	}
-	for _, k := range n.SysctlKeys() { // broad keys (conf.all.*) before per-interface ones
-		if err := writeSysctl(p.nsFd(), k, n.Sysctls[k]); err != nil {
-			return fmt.Errorf("sysctls.%s: %w", k, err)
+	end()
+	if len(n.Sysctls) > 0 {
+		end = Phase(ctx, "node.sysctls")
+		err := writeSysctls(p.nsFd(), n)
+		end()
+		if err != nil {
+			return err
 		}
 	}
+	end = Phase(ctx, "node.addrs+up")
 	links := map[string]netlink.Link{}
 	for _, ifc := range n.Interfaces {
 		l, err := h.LinkByName(ifc.Name)
@@ -181,6 +363,8 @@ func (m *Manager) configureNode(ctx context.Context, sb *Sandbox, n *labs.Node) 
 		}
 		return l.Attrs().Index, nil
 	}
+	end()
+	end = Phase(ctx, "node.routes+rules")
 	for i, r := range n.Routes {
 		rt, err := toRoute(r, linkIndex)
 		if err == nil {
@@ -199,92 +383,201 @@ func (m *Manager) configureNode(ctx context.Context, sb *Sandbox, n *labs.Node) 
 			return fmt.Errorf("rules[%d]: %w", i, err)
 		}
 	}
+	end()
 	if strings.TrimSpace(n.NFTables) != "" {
-		// The ruleset is written in nft syntax, whose only complete
-		// parser is libnftables; the node's own nft, run as the node's
-		// root, applies it exactly as a learner's `nft -f` would.
-		var stderr strings.Builder
-		st, err := p.exec(ctx, ExecRequest{
-			Argv: []string{"nft", "-f", "-"}, Stdin: strings.NewReader(n.NFTables),
-			Timeout: 30 * time.Second, MaxOutput: 64 << 10,
-		}, func(stream int, b []byte) error {
-			if stream == Stderr {
-				stderr.Write(b)
-			}
-			return nil
-		})
+		end = Phase(ctx, "node.nft")
+		err := applyNFTables(ctx, p, n.NFTables)
+		end()
 		if err != nil {
-			return fmt.Errorf("nftables: %w", err)
-		}
-		if st.Code != 0 {
-			return fmt.Errorf("nftables: nft -f exited %d: %s", st.Code, strings.TrimSpace(stderr.String()))
-		}
-	}
-	for _, s := range n.Services {
-		argv, self := serviceArgv(s)
-		if _, err := p.spawn(argv, self, "/run/nslab/"+s.Name+".log"); err != nil {
-			return fmt.Errorf("service %s: %w", s.Name, err)
-		}
-	}
-	if len(n.Services) == 0 {
-		return nil
-	}
-	// sock_diag needs a handle with that family named: one without it
-	// would silently ask the host's namespace instead.
-	diag, err := netlink.NewHandleAt(netns.NsHandle(p.nsFd()), unix.NETLINK_INET_DIAG)
-	if err != nil {
-		return fmt.Errorf("sock_diag: %w", err)
-	}
-	defer diag.Close()
-	return waitServices(ctx, diag, n)
-}
-
-// waitServices holds READY back until every built-in service listens: a
-// learner (or the grader) must never meet "connection refused" from a
-// service that is still starting.
-func waitServices(ctx context.Context, h *netlink.Handle, n *labs.Node) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for _, s := range n.Services {
-		proto := ""
-		switch s.Kind {
-		case labs.KindTCPEcho, labs.KindHTTP:
-			proto = "tcp"
-		case labs.KindUDPEcho:
-			proto = "udp"
-		default:
-			continue // a command service: nothing to wait for
-		}
-		for !listening(h, proto, s.Port) {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("service %s: not listening on %s port %d after 10s (see /run/nslab/%s.log in the node)", s.Name, proto, s.Port, s.Name)
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(2 * time.Millisecond): // poll: sock_diag has no "bound" event
-			}
+			return err
 		}
 	}
 	return nil
 }
 
-func listening(h *netlink.Handle, proto string, port int) bool {
-	for _, fam := range []uint8{unix.AF_INET6, unix.AF_INET} {
-		list := h.SocketDiagTCP
-		if proto == "udp" {
-			list = h.SocketDiagUDP
+// startServices starts a node's services and waits until the built-in
+// ones listen.
+func startServices(ctx context.Context, p *proc, n *labs.Node) error {
+	end := Phase(ctx, "node.spawn")
+	// Each spawn is a round trip to the init, which forks at once and
+	// answers; they need not queue behind each other.
+	var sg errgroup.Group
+	for _, s := range n.Services {
+		sg.Go(func() error {
+			argv, self := serviceArgv(s)
+			if _, err := p.spawn(argv, self, "/run/nslab/"+s.Name+".log"); err != nil {
+				return fmt.Errorf("service %s: %w", s.Name, err)
+			}
+			return nil
+		})
+	}
+	err := sg.Wait()
+	end()
+	if err != nil {
+		return err
+	}
+	defer Phase(ctx, "node.waitServices")()
+	return waitServices(ctx, p, n)
+}
+
+// applyNFTables loads a ruleset written in nft syntax into the node.
+func applyNFTables(ctx context.Context, p *proc, ruleset string) error {
+	// The ruleset is written in nft syntax, whose only complete parser is
+	// libnftables; the node's own nft, run as the node's root, applies it
+	// exactly as a learner's `nft -f` would.
+	var stderr strings.Builder
+	st, err := p.exec(ctx, ExecRequest{
+		Argv: []string{"nft", "-f", "-"}, Stdin: strings.NewReader(ruleset),
+		Timeout: 30 * time.Second, MaxOutput: 64 << 10,
+	}, func(stream int, b []byte) error {
+		if stream == Stderr {
+			stderr.Write(b)
 		}
-		socks, err := list(fam)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	if st.Code != 0 {
+		return fmt.Errorf("nftables: nft -f exited %d: %s", st.Code, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
+// waitServices holds READY back until every built-in service listens: a
+// learner (or the grader) must never meet "connection refused" from a
+// service that is still starting.
+func waitServices(ctx context.Context, p *proc, n *labs.Node) error {
+	type want struct {
+		name, proto string
+		port        int
+	}
+	var wants []want
+	for _, s := range n.Services {
+		switch s.Kind {
+		case labs.KindTCPEcho, labs.KindHTTP:
+			wants = append(wants, want{s.Name, "tcp", s.Port})
+		case labs.KindUDPEcho:
+			wants = append(wants, want{s.Name, "udp", s.Port})
+		}
+		// A command service: nothing to wait for.
+	}
+	if len(wants) == 0 {
+		return nil
+	}
+	// A socket of the node's namespace: one opened without naming it
+	// would ask the host's namespace instead.
+	diag, err := nl.GetNetlinkSocketAt(netns.NsHandle(p.nsFd()), netns.None(), unix.NETLINK_INET_DIAG)
+	if err != nil {
+		return fmt.Errorf("sock_diag: %w", err)
+	}
+	defer diag.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	// sock_diag has no "now listening" event, so poll: often at first,
+	// when a service is about to be up, less often as it takes longer.
+	delay := 250 * time.Microsecond
+	for {
+		bound := map[string]map[int]bool{}
+		left := wants[:0]
+		for _, w := range wants {
+			if bound[w.proto] == nil {
+				bound[w.proto] = listeningPorts(diag, w.proto)
+			}
+			if !bound[w.proto][w.port] {
+				left = append(left, w)
+			}
+		}
+		wants = left
+		if len(wants) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			w := wants[0]
+			return fmt.Errorf("service %s: not listening on %s port %d after 10s (see /run/nslab/%s.log in the node)", w.name, w.proto, w.port, w.name)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		delay = min(2*delay, 4*time.Millisecond)
+	}
+}
+
+// listeningPorts returns the local ports with a listening TCP socket (or
+// any UDP socket), IPv4 or IPv6. The TCP dump asks for listeners only:
+// the kernel then walks just the listening hash, not the host-wide table
+// of established sockets (hundreds of thousands of buckets on a large
+// host, walked for every namespace's dump).
+func listeningPorts(s *nl.NetlinkSocket, proto string) map[int]bool {
+	out := map[int]bool{}
+	ipproto, states := uint8(unix.IPPROTO_TCP), uint32(1)<<netlink.TCP_LISTEN
+	if proto == "udp" {
+		ipproto, states = unix.IPPROTO_UDP, ^uint32(0)
+	}
+	for _, fam := range []uint8{unix.AF_INET6, unix.AF_INET} {
+		ports, err := diagPorts(s, fam, ipproto, states)
 		if err != nil {
 			continue
 		}
-		for _, s := range socks {
-			if int(s.ID.SourcePort) == port && (proto == "udp" || s.State == netlink.TCP_LISTEN) {
-				return true
+		for _, port := range ports {
+			out[port] = true
+		}
+	}
+	return out
+}
+
+// diagPorts dumps the sockets of one family and protocol in the given
+// states (a bit mask of TCP states) and returns their local ports.
+func diagPorts(s *nl.NetlinkSocket, family, proto uint8, states uint32) ([]int, error) {
+	req := nl.NewNetlinkRequest(nl.SOCK_DIAG_BY_FAMILY, unix.NLM_F_DUMP)
+	// struct inet_diag_req_v2: family, protocol, ext, pad, states, then
+	// an all-zero inet_diag_sockid (48 bytes): no filter on addresses.
+	b := make([]byte, 56)
+	b[0], b[1] = family, proto
+	binary.NativeEndian.PutUint32(b[4:], states)
+	req.AddRawData(b)
+	if err := s.Send(req); err != nil {
+		return nil, err
+	}
+	pid, err := s.GetPid()
+	if err != nil {
+		return nil, err
+	}
+	var ports []int
+	for {
+		msgs, from, err := s.Receive()
+		if err != nil {
+			return nil, err
+		}
+		if from.Pid != nl.PidKernel {
+			continue
+		}
+		for _, m := range msgs {
+			if m.Header.Seq != req.Seq || m.Header.Pid != pid {
+				continue // a late answer to an earlier request
+			}
+			switch m.Header.Type {
+			case unix.NLMSG_DONE:
+				return ports, nil
+			case unix.NLMSG_ERROR:
+				if len(m.Data) >= 4 {
+					if errno := int32(binary.NativeEndian.Uint32(m.Data)); errno != 0 {
+						return nil, unix.Errno(-errno)
+					}
+				}
+				return ports, nil
+			}
+			// struct inet_diag_msg: family, state, timer, retrans, then
+			// the sockid, whose first field is the source port (network
+			// order).
+			if len(m.Data) >= 6 {
+				ports = append(ports, int(binary.BigEndian.Uint16(m.Data[4:6])))
 			}
 		}
 	}
-	return false
 }
 
 func serviceArgv(s labs.Service) ([]string, bool) {

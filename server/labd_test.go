@@ -1003,10 +1003,13 @@ func TestLabdKilledDuringCreate(t *testing.T) {
 	}{
 		{"state dir made", syscall.SIGKILL, func(e *testEnv) bool { return len(e.sandboxStateDirs()) > 0 }},
 		{"first processes up", syscall.SIGKILL, func(e *testEnv) bool { return len(e.taggedProcs()) >= 2 }},
-		{"all processes up", syscall.SIGKILL, func(e *testEnv) bool { return len(e.taggedProcs()) >= 21 }}, // hub + 20 inits
+		// Not all 21 (hub + 20 inits): each node's links and addresses are
+		// made as soon as it runs, so once the last init is up the
+		// sandbox is a millisecond from READY and the kill would miss.
+		{"most processes up", syscall.SIGKILL, func(e *testEnv) bool { return len(e.taggedProcs()) >= 14 }},
 		// Short names: the test's temp dir holds unix sockets.
 		{"term early", syscall.SIGTERM, func(e *testEnv) bool { return len(e.taggedProcs()) >= 2 }},
-		{"term late", syscall.SIGTERM, func(e *testEnv) bool { return len(e.taggedProcs()) >= 21 }},
+		{"term late", syscall.SIGTERM, func(e *testEnv) bool { return len(e.taggedProcs()) >= 14 }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

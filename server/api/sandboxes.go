@@ -199,10 +199,13 @@ func (s *SandboxServer) create(ctx context.Context, lab *labs.Lab, ttl time.Dura
 	if !unrestricted(ctx) {
 		lim.PerOwner = s.cfg.MaxSandboxesPerOwner
 	}
+	ctx, ph := sandbox.WithPhases(ctx)
 	var (
 		id    string
 		nodes []store.Node
 	)
+	defer func() { s.log.Debug("create phases", "sandbox", id, "lab", lab.ID, "took", ph.Elapsed(), "phases", ph) }()
+	end := sandbox.Phase(ctx, "store.insert")
 	for range 5 { // a fresh id on the rare collision
 		id = sandbox.NewID()
 		if err := s.begin(id); err != nil {
@@ -217,6 +220,7 @@ func (s *SandboxServer) create(ctx context.Context, lab *labs.Lab, ttl time.Dura
 			break
 		}
 	}
+	end()
 	if qe := (*store.QuotaError)(nil); errors.As(err, &qe) {
 		who := "owner " + qe.Owner
 		if c := CallerFrom(ctx); c != nil && c.Subject == qe.Owner {
@@ -250,28 +254,26 @@ func (s *SandboxServer) create(ctx context.Context, lab *labs.Lab, ttl time.Dura
 	if err != nil {
 		return nil, s.rollback(ctx, id, nil, fmt.Errorf("build sandbox of lab %s: %w", lab.ID, err))
 	}
+	end = sandbox.Phase(ctx, "store.ready")
+	var procs []store.NodeProcess
 	for _, np := range sb.Nodes() {
-		if err := s.cfg.Store.SetNodeProcess(bctx, id, np.Name, np.Pid, np.StartTime); err != nil {
-			return nil, s.rollback(ctx, id, sb, fmt.Errorf("record node %s: %w", np.Name, err))
-		}
+		procs = append(procs, store.NodeProcess{Name: np.Name, Pid: np.Pid, StartTime: np.StartTime})
 	}
-	// The lifetime starts when the learner can use the sandbox.
+	// The lifetime starts when the learner can use the sandbox; one
+	// transaction records the processes, the expiry, the idle clock,
+	// READY and the event.
 	now := time.Now()
-	if err := s.cfg.Store.SetExpiry(bctx, id, now.Add(ttl)); err != nil {
-		return nil, s.rollback(ctx, id, sb, fmt.Errorf("set expiry of %s: %w", id, err))
-	}
-	if err := s.cfg.Store.TouchSandbox(bctx, id, now); err != nil {
-		return nil, s.rollback(ctx, id, sb, fmt.Errorf("start idle clock of %s: %w", id, err))
-	}
-	if err := s.cfg.Store.SetState(bctx, id, store.StateReady, ""); err != nil {
+	took := now.Sub(start)
+	if err := s.cfg.Store.MarkReady(bctx, id, procs, now, now.Add(ttl), fmt.Sprintf("built in %s", took.Round(time.Millisecond))); err != nil {
 		return nil, s.rollback(ctx, id, sb, fmt.Errorf("mark %s ready: %w", id, err))
 	}
 	s.mu.Lock()
 	s.live[id] = sb
 	s.mu.Unlock()
-	log.Info("sandbox ready", "nodes", len(lab.Nodes), "took", time.Since(start))
+	log.Info("sandbox ready", "nodes", len(lab.Nodes), "took", took)
+	end()
+	defer sandbox.Phase(ctx, "response")()
 	rctx := context.WithoutCancel(ctx)
-	s.cfg.Store.RecordEvent(rctx, id, "ready", fmt.Sprintf("built in %s", time.Since(start).Round(time.Millisecond)))
 	row, err := s.cfg.Store.GetSandbox(rctx, id)
 	if err != nil {
 		return nil, err
@@ -399,20 +401,29 @@ func (s *SandboxServer) delete(ctx context.Context, id, reason string) (err erro
 	s.mu.Unlock()
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
+	dctx, ph := sandbox.WithPhases(dctx)
+	defer func() { s.log.Debug("delete phases", "sandbox", id, "took", ph.Elapsed(), "phases", ph) }()
+	end := sandbox.Phase(dctx, "store.deleting")
 	if err := s.cfg.Store.SetState(dctx, id, store.StateDeleting, ""); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("delete sandbox %s: %w", id, err)
 	}
 	row := s.emitState(dctx, id, reason)
+	end()
 	if sb != nil {
-		sb.Close()
+		// Closing the capture socket waits out an RCU grace period in
+		// the kernel (packet_release, 5-10 ms): the handles are released
+		// in the background, as the kernel frees a dead namespace in the
+		// background, and keep nothing else alive.
+		go sb.Close()
 	}
 	if err := s.cfg.Manager.Destroy(dctx, id); err != nil {
 		return fmt.Errorf("delete sandbox %s: %w", id, err)
 	}
-	if err := s.cfg.Store.DeleteSandbox(dctx, id); err != nil {
+	end = sandbox.Phase(dctx, "store.delete")
+	if err := s.cfg.Store.DeleteSandboxEvent(dctx, id, "deleted", ""); err != nil {
 		return fmt.Errorf("delete sandbox %s: %w", id, err)
 	}
-	s.cfg.Store.RecordEvent(dctx, id, "deleted", "")
+	end()
 	s.emit(EventDeleted, row, reason, nil)
 	s.logger(ctx).Info("sandbox deleted", "sandbox", id, "reason", reason)
 	return nil

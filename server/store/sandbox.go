@@ -259,6 +259,56 @@ func (s *Store) SetNodeProcess(ctx context.Context, sandbox, node string, pid in
 	return nil
 }
 
+// NodeProcess is a node's init process as started on the host.
+type NodeProcess struct {
+	Name      string
+	Pid       int
+	StartTime uint64
+}
+
+// MarkReady completes a built sandbox in one transaction: it records
+// every node's init process, sets the expiry, starts the idle clock at
+// now, moves the sandbox to READY (stamping its ready time) and appends a
+// "ready" event with message. If the sandbox or any node has no row,
+// nothing is written and the error wraps ErrNotFound.
+func (s *Store) MarkReady(ctx context.Context, id string, procs []NodeProcess, now, expire time.Time, message string) error {
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		for _, p := range procs {
+			res, err := tx.ExecContext(ctx,
+				`UPDATE nodes SET pid = ?, start_time = ? WHERE sandbox = ? AND name = ?`,
+				p.Pid, int64(p.StartTime), id, p.Name)
+			if err != nil {
+				return fmt.Errorf("set process of node %q: %w", p.Name, err)
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return fmt.Errorf("set process of node %q: %w", p.Name, err)
+			} else if n == 0 {
+				return fmt.Errorf("node %q: %w", p.Name, ErrNotFound)
+			}
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE sandboxes SET
+			state = 'READY', failure = '', expire = ?1,
+			last_activity = MAX(last_activity, ?2),
+			ready = CASE WHEN ready = 0 THEN ?2 ELSE ready END
+			WHERE id = ?3`,
+			nanosOrZero(expire), nanos(now), id)
+		if err != nil {
+			return err
+		}
+		if err := oneRow(res, id, "mark ready"); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx,
+			`INSERT INTO events (time, sandbox, kind, message) VALUES (?, ?, 'ready', ?)`,
+			nanos(now), id, message)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("mark sandbox %q ready: %w", id, err)
+	}
+	return nil
+}
+
 // SetState moves a sandbox to st with the given failure message (normally ""
 // unless st is FAILED). Entering READY stamps the Ready time the first time
 // only, so re-adoption after a restart keeps the original.
@@ -469,6 +519,16 @@ func attachNodes(ctx context.Context, tx *sql.Tx, sbs []*Sandbox, filter bool) e
 // DeleteSandbox removes the sandbox, its nodes and its uid leases in one
 // transaction. Deleting a missing id is not an error. Events are kept.
 func (s *Store) DeleteSandbox(ctx context.Context, id string) error {
+	return s.deleteSandbox(ctx, id, "", "")
+}
+
+// DeleteSandboxEvent is DeleteSandbox and RecordEvent(kind, message) in
+// one transaction.
+func (s *Store) DeleteSandboxEvent(ctx context.Context, id, kind, message string) error {
+	return s.deleteSandbox(ctx, id, kind, message)
+}
+
+func (s *Store) deleteSandbox(ctx context.Context, id, kind, message string) error {
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
 		// Foreign keys would cascade; explicit deletes keep leases from
 		// leaking even if someone opens the file with foreign keys off.
@@ -481,7 +541,13 @@ func (s *Store) DeleteSandbox(ctx context.Context, id string) error {
 				return err
 			}
 		}
-		return nil
+		if kind == "" {
+			return nil
+		}
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO events (time, sandbox, kind, message) VALUES (?, ?, ?, ?)`,
+			nanos(time.Now()), id, kind, message)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("delete sandbox %q: %w", id, err)

@@ -697,3 +697,69 @@ func TestCanceledContext(t *testing.T) {
 		t.Errorf("%d rows after a canceled create", n)
 	}
 }
+
+func TestMarkReady(t *testing.T) {
+	ctx := t.Context()
+	s := openTest(t)
+	mustCreate(t, s, "s-1", "r1", "h1")
+	now := time.Now().Truncate(time.Microsecond)
+	expire := now.Add(time.Hour)
+	procs := []NodeProcess{{Name: "r1", Pid: 101, StartTime: 7}, {Name: "h1", Pid: 102, StartTime: 1 << 40}}
+	if err := s.MarkReady(ctx, "s-1", procs, now, expire, "built in 5ms"); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := s.GetSandbox(ctx, "s-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb.State != StateReady || sb.Failure != "" || !sb.Ready.Equal(now) || !sb.Expire.Equal(expire) || !sb.LastActivity.Equal(now) {
+		t.Errorf("after MarkReady: %+v, want READY at %v expiring %v", sb, now, expire)
+	}
+	for i, n := range sb.Nodes {
+		if n.Pid != procs[i].Pid || n.StartTime != procs[i].StartTime {
+			t.Errorf("node %s: pid %d start %d, want %+v", n.Name, n.Pid, n.StartTime, procs[i])
+		}
+	}
+	evs, err := s.Events(ctx, "s-1")
+	if err != nil || len(evs) != 1 || evs[0].Kind != "ready" || evs[0].Message != "built in 5ms" {
+		t.Errorf("events %+v, %v; want one ready event", evs, err)
+	}
+
+	// A node without a row fails the whole: nothing of it is written.
+	mustCreate(t, s, "s-2", "h1")
+	bad := []NodeProcess{{Name: "h1", Pid: 201, StartTime: 1}, {Name: "h9", Pid: 202, StartTime: 1}}
+	if err := s.MarkReady(ctx, "s-2", bad, now, expire, ""); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("MarkReady with an unknown node = %v, want ErrNotFound", err)
+	}
+	sb, _ = s.GetSandbox(ctx, "s-2")
+	if sb.State != StateCreating || sb.Nodes[0].Pid != 0 || !sb.Expire.IsZero() {
+		t.Errorf("failed MarkReady wrote: %+v", sb)
+	}
+	if evs, _ := s.Events(ctx, "s-2"); len(evs) != 0 {
+		t.Errorf("failed MarkReady recorded %+v", evs)
+	}
+	if err := s.MarkReady(ctx, "missing", nil, now, expire, ""); !errors.Is(err, ErrNotFound) {
+		t.Errorf("MarkReady of a missing sandbox = %v, want ErrNotFound", err)
+	}
+}
+
+func TestDeleteSandboxEvent(t *testing.T) {
+	ctx := t.Context()
+	s := openTest(t)
+	mustCreate(t, s, "s-1", "h1", "h2")
+	if err := s.DeleteSandboxEvent(ctx, "s-1", "deleted", "by test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetSandbox(ctx, "s-1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetSandbox after delete: %v, want ErrNotFound", err)
+	}
+	for _, table := range []string{"sandboxes", "nodes", "uid_leases"} {
+		if n := count(t, s, table); n != 0 {
+			t.Errorf("%s has %d rows after delete", table, n)
+		}
+	}
+	evs, err := s.Events(ctx, "s-1")
+	if err != nil || len(evs) != 1 || evs[0].Kind != "deleted" || evs[0].Message != "by test" {
+		t.Errorf("events %+v, %v; want one deleted event", evs, err)
+	}
+}
