@@ -24,10 +24,14 @@ type concResult struct {
 	deleteErrs    map[string]int
 	before, after meminfo
 	afterDelete   meminfo // right after the last delete returned
-	settled       meminfo // after -settle more
+	settled       meminfo // once memory came back or stopped coming back
 	settle        time.Duration
+	settleWhy     string
 
 	labdRSSBefore, labdRSS int64 // KiB, labd's own process
+	labdRSSAfter           int64 // KiB, once the deletes returned
+	labdThreads            int   // labd's threads with the sandboxes
+	labdThreadsAfter       int   // and once the deletes returned
 	hubs                   memSet
 	inits                  memSet // node processes: one init per node
 	inNodes                memSet // services and commands inside the nodes
@@ -84,7 +88,7 @@ func errKey(err error) string {
 // call per goroutine, measures labd and the host once all have returned,
 // then deletes them all at once and measures what the host got back.
 func benchConcurrent(ctx context.Context, l *labdProc, lab string, n int, settle time.Duration) (*concResult, error) {
-	r := &concResult{lab: lab, n: n, createErrs: map[string]int{}, deleteErrs: map[string]int{}, settle: settle}
+	r := &concResult{lab: lab, n: n, createErrs: map[string]int{}, deleteErrs: map[string]int{}}
 	var err error
 	if r.before, err = readMeminfo(); err != nil {
 		return nil, err
@@ -132,6 +136,7 @@ func benchConcurrent(ctx context.Context, l *labdProc, lab string, n int, settle
 	if r.labdRSS, err = vmRSS(l.pid()); err != nil {
 		return nil, fmt.Errorf("labd: %w", err)
 	}
+	r.labdThreads = threads(l.pid())
 	if r.after, err = readMeminfo(); err != nil {
 		return nil, err
 	}
@@ -151,17 +156,17 @@ func benchConcurrent(ctx context.Context, l *labdProc, lab string, n int, settle
 	if r.afterDelete, err = readMeminfo(); err != nil {
 		return nil, err
 	}
+	if r.labdRSSAfter, err = vmRSS(l.pid()); err != nil {
+		return nil, fmt.Errorf("labd: %w", err)
+	}
+	r.labdThreadsAfter = threads(l.pid())
 	left := classify(l.pid(), l.stateDir)
 	r.leftProcs = len(left.hubs) + len(left.inits) + len(left.inNodes)
 	r.leftCgroups = cgroupDirs(l.cgParent)
 	// The kernel frees a namespace asynchronously after its last
-	// process exits; give it a moment before asking what came back.
-	select {
-	case <-time.After(settle):
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	if r.settled, err = readMeminfo(); err != nil {
+	// process exits, hundreds of them over seconds: wait until the
+	// memory is back, or stops coming back.
+	if r.settled, r.settle, r.settleWhy, err = waitMemoryBack(ctx, r.before, settle); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -174,4 +179,53 @@ func (r *concResult) perSandbox(k string) float64 {
 		return 0
 	}
 	return float64(r.after[k]-r.before[k]) / float64(r.ok)
+}
+
+// waitMemoryBack polls /proc/meminfo until MemAvailable is within 64 MB
+// of before and Slab within 32 MB (MemAvailable alone counts reclaimable
+// slab as available), or until neither moved by more than 8 MB in the
+// last 3 s, or limit passed. It returns the last reading, how long it
+// waited and which of these ended the wait.
+func waitMemoryBack(ctx context.Context, before meminfo, limit time.Duration) (meminfo, time.Duration, string, error) {
+	const ( // KiB for 64, 32 and 8 decimal MB, the unit printed
+		backKiB   = 62500
+		slabKiB   = 31250
+		stillKiB  = 7812
+		stillSpan = 3 * time.Second
+		every     = 500 * time.Millisecond
+	)
+	start := time.Now()
+	var hist []meminfo
+	for {
+		m, err := readMeminfo()
+		if err != nil {
+			return nil, 0, "", err
+		}
+		waited := time.Since(start)
+		if before["MemAvailable"]-m["MemAvailable"] <= backKiB && m["Slab"]-before["Slab"] <= slabKiB {
+			return m, waited, "MemAvailable back within 64 MB and Slab within 32 MB", nil
+		}
+		hist = append(hist, m)
+		if n := int(stillSpan / every); len(hist) > n {
+			old := hist[len(hist)-1-n]
+			if abs(m["MemAvailable"]-old["MemAvailable"]) <= stillKiB && abs(m["Slab"]-old["Slab"]) <= stillKiB {
+				return m, waited, "memory stopped coming back", nil
+			}
+		}
+		if waited >= limit {
+			return m, waited, "-settle limit reached", nil
+		}
+		select {
+		case <-time.After(every):
+		case <-ctx.Done():
+			return nil, 0, "", ctx.Err()
+		}
+	}
+}
+
+func abs(x int64) int64 {
+	if x < 0 {
+		return -x
+	}
+	return x
 }

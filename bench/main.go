@@ -70,7 +70,7 @@ func main() {
 	flag.StringVar(&o.concurrentLab, "concurrent-lab", "routed", "lab of the concurrent sandboxes")
 	flag.IntVar(&o.cycles, "cycles", 0, "sequential create/delete cycles to check for leaks, e.g. 1000 (0: skip)")
 	flag.StringVar(&o.cyclesLab, "cycles-lab", "star3", "lab of the leak cycles")
-	flag.DurationVar(&o.settle, "settle", 3*time.Second, "wait after deleting before reading what memory came back (the kernel frees namespaces asynchronously)")
+	flag.DurationVar(&o.settle, "settle", time.Minute, "longest wait, after deleting, for the memory to come back (the kernel frees namespaces asynchronously)")
 	flag.BoolVar(&o.skipComparisons, "only-load", false, "skip the per-topology, exec and grade measurements (run only -concurrent and -cycles)")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -169,7 +169,11 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err // startLabd cleaned up
 	}
-	defer func() { err = errors.Join(err, l.stop()) }()
+	defer func() {
+		if l != nil {
+			err = errors.Join(err, l.stop())
+		}
+	}()
 	res := &results{}
 	if !o.skipComparisons {
 		w, err := newWatcher()
@@ -208,6 +212,19 @@ func run(ctx context.Context, o options) (err error) {
 		printConcurrent(res.conc)
 	}
 	if o.cycles > 0 {
+		if !o.skipComparisons || o.concurrent > 0 {
+			// A fresh labd, so that the start is not what the runs before
+			// left in its heap and thread pool.
+			progress("restarting labd for the leak cycles")
+			err := l.stop()
+			l = nil
+			if err != nil {
+				return err
+			}
+			if l, err = startLabd(ctx, o.labd, o.labsDir); err != nil {
+				return err
+			}
+		}
 		progress("%d create/delete cycles of %s", o.cycles, o.cyclesLab)
 		if res.cycles, err = benchCycles(ctx, l, o.cyclesLab, o.cycles, 10, o.settle); err != nil {
 			return err
@@ -262,7 +279,7 @@ func benchTopology(ctx context.Context, l *labdProc, w *watcher, lab *labs.Lab, 
 
 func benchMininet(ctx context.Context, o options, catalog *labs.Catalog, res *results) error {
 	if o.mininetRuns == 0 || len(o.mininetTopos) == 0 {
-		res.mnSkip = "skipped (-mininet-runs 0)"
+		res.mnSkip = "-mininet-runs 0"
 		return nil
 	}
 	py, why := mininetPython(o.python)

@@ -52,6 +52,9 @@ func startLabd(ctx context.Context, bin, labsDir string) (_ *labdProc, err error
 		"--state-dir", l.stateDir, "--labs", labsDir,
 		"--cgroup-parent", l.cgParent, "--log-level", "warn")
 	l.cmd.Stderr = os.Stderr
+	// Its own process group: Ctrl-C reaches the bench alone, which then
+	// deletes the sandboxes before it stops labd.
+	l.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := l.cmd.Start(); err != nil {
 		l.cmd = nil
 		return l, fmt.Errorf("start labd: %w", err)

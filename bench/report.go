@@ -98,10 +98,11 @@ func nodesOf(t *topoResult) string {
 
 func printConcurrent(c *concResult) {
 	fmt.Printf("%d concurrent %s sandboxes (%d nodes each), created and then deleted through gRPC at once\n", c.n, c.lab, c.nodes)
-	fmt.Printf("  create: %d of %d READY in %.2f s wall; per call p50 %s, max %s\n",
-		c.ok, c.n, c.createWall.Seconds(), ms(pct(c.creates, 50)), ms(pct(c.creates, 100)))
+	fmt.Printf("  create: %d of %d READY in %.2f s wall; per call min %s, p50 %s, max %s\n",
+		c.ok, c.n, c.createWall.Seconds(), ms(pct(c.creates, 0)), ms(pct(c.creates, 50)), ms(pct(c.creates, 100)))
 	printErrs("  create errors", c.createErrs)
-	fmt.Printf("  labd VmRSS (labd's own process): %s idle → %s with the sandboxes\n", mb(float64(c.labdRSSBefore)), mb(float64(c.labdRSS)))
+	fmt.Printf("  labd VmRSS (labd's own process): %s idle → %s with the sandboxes → %s once deleted; %d threads with them, %d after\n",
+		mb(float64(c.labdRSSBefore)), mb(float64(c.labdRSS)), mb(float64(c.labdRSSAfter)), c.labdThreads, c.labdThreadsAfter)
 	set := func(name string, m memSet) {
 		if len(m.uss) == 0 {
 			fmt.Printf("  %s: none\n", name)
@@ -128,8 +129,9 @@ func printConcurrent(c *concResult) {
 	delta := func(m meminfo, k string) string {
 		return fmt.Sprintf("%+.1f MB", float64(m[k]-c.before[k])*1024/1e6)
 	}
-	fmt.Printf("  host memory vs before: right after the deletes MemAvailable %s, Slab %s; after %s more MemAvailable %s, Slab %s, SUnreclaim %s, KernelStack %s, PageTables %s\n\n",
-		delta(c.afterDelete, "MemAvailable"), delta(c.afterDelete, "Slab"), c.settle,
+	fmt.Printf("  host memory vs before, right after the deletes: MemAvailable %s, Slab %s\n", delta(c.afterDelete, "MemAvailable"), delta(c.afterDelete, "Slab"))
+	fmt.Printf("  host memory vs before, %.1f s later (%s): MemAvailable %s, Slab %s (SUnreclaim %s), KernelStack %s, PageTables %s\n\n",
+		c.settle.Seconds(), c.settleWhy,
 		delta(c.settled, "MemAvailable"), delta(c.settled, "Slab"), delta(c.settled, "SUnreclaim"),
 		delta(c.settled, "KernelStack"), delta(c.settled, "PageTables"))
 }
@@ -153,6 +155,7 @@ func printErrs(title string, errs map[string]int) {
 func printCycles(c *cyclesResult) {
 	fmt.Printf("%d sequential create/delete cycles of %s in %.1f s (create p50 %s, p95 %s; delete p50 %s, p95 %s)\n",
 		c.n, c.lab, c.total.Seconds(), ms(pct(c.creates, 50)), ms(pct(c.creates, 95)), ms(pct(c.deletes, 50)), ms(pct(c.deletes, 95)))
+	fmt.Printf("  (start after 10 warm-up cycles; end read %.1f s after the last cycle: %s)\n", c.settle.Seconds(), c.settleWhy)
 	tw := newTable()
 	hdr := []string{"after cycle"}
 	for _, s := range c.states {
@@ -175,8 +178,10 @@ func printCycles(c *cyclesResult) {
 			grew = append(grew, row.name)
 		case d > 0:
 			v = fmt.Sprintf("+%s, within tolerance %s", row.fmt(d), row.fmt(row.tol))
+		case d < 0 && row.fallIsGrow:
+			v = fmt.Sprintf("back (rose by %s)", row.fmt(-d))
 		case d < 0:
-			v = fmt.Sprintf("lower (%s)", row.fmt(d))
+			v = fmt.Sprintf("back (fell by %s)", row.fmt(-d))
 		}
 		fmt.Fprintln(tw, strings.Join(append(cells, v), "\t")+"\t")
 	}
