@@ -102,8 +102,9 @@ func TestToMininetRouted(t *testing.T) {
 }
 
 // TestFloorRouted builds routed the floor's way, proves h1 reaches h2
-// across both routers (so the floor is the real topology), and that the
-// watcher sees every namespace destroyed after the teardown.
+// across both routers over IPv4 and IPv6 as soon as it is built (so the
+// floor is the real, usable topology, as nslab's is at READY), and that
+// the watcher sees every namespace destroyed after the teardown.
 func TestFloorRouted(t *testing.T) {
 	requireRoot(t)
 	if _, err := exec.LookPath("nsenter"); err != nil {
@@ -124,7 +125,7 @@ func TestFloorRouted(t *testing.T) {
 		t.Fatalf("%d node namespaces, want 4", len(f.nodes))
 	}
 	for _, dst := range []string{"10.0.2.10", "fd00:2::10"} {
-		cmd := exec.Command("nsenter", "--net=/proc/self/fd/3", "ping", "-c1", "-W2", dst)
+		cmd := exec.Command("nsenter", "--net=/proc/self/fd/3", "ping", "-c1", "-W1", dst)
 		cmd.ExtraFiles = []*os.File{f.nodes[0]} // h1
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("ping %s from h1: %v\n%s", dst, err, out)

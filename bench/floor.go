@@ -44,12 +44,12 @@ func buildFloor(lab *labs.Lab) (_ *floorNet, err error) {
 			err = errors.Join(err, f.teardown())
 		}
 	}()
-	if f.hub, err = newNetNS(); err != nil {
+	if f.hub, err = newNetNS(hubSysctls); err != nil {
 		return f, fmt.Errorf("hub netns: %w", err)
 	}
 	nodeNS := make(map[string]*os.File, len(lab.Nodes))
 	for _, n := range lab.Nodes {
-		ns, err := newNetNS()
+		ns, err := newNetNS(nodeSysctls)
 		if err != nil {
 			return f, fmt.Errorf("node %s netns: %w", n.Name, err)
 		}
@@ -221,15 +221,33 @@ func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
+// The namespace-wide settings nslab gives its hub and nodes before any
+// link arrives, so that the floor is as usable the moment it is built:
+// the hub only switches frames, so it has no IPv6 of its own; nodes skip
+// duplicate address detection, which would otherwise hold every
+// link-local address, and with it IPv6 neighbour discovery through the
+// routers, for about two seconds.
+var (
+	hubSysctls  = [][2]string{{"net.ipv6.conf.all.disable_ipv6", "1"}, {"net.ipv6.conf.default.disable_ipv6", "1"}}
+	nodeSysctls = [][2]string{{"net.ipv6.conf.default.accept_dad", "0"}, {"net.ipv6.conf.all.accept_dad", "0"}}
+)
+
 // newNetNS returns an fd for a new, empty network namespace that lives
-// as long as the fd is open. The unshare happens on a locked thread that
-// switches back before it is unlocked; if switching back fails the
-// thread stays locked and the runtime discards it with the goroutine.
-func newNetNS() (*os.File, error) {
+// as long as the fd is open, with the given sysctls written in it. The
+// unshare happens on a locked thread that switches back before it is
+// unlocked; if switching back fails the thread stays locked and the
+// runtime discards it with the goroutine.
+func newNetNS(sysctls [][2]string) (*os.File, error) {
 	var f *os.File
 	err := onLockedThread(func(orig *os.File) error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			return fmt.Errorf("unshare netns: %w", err)
+		}
+		// The thread is in the new namespace: /proc/sys/net is its.
+		for _, kv := range sysctls {
+			if err := os.WriteFile("/proc/sys/"+strings.ReplaceAll(kv[0], ".", "/"), []byte(kv[1]), 0); err != nil {
+				return fmt.Errorf("sysctl %s=%s: %w", kv[0], kv[1], err)
+			}
 		}
 		var err error
 		f, err = os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))

@@ -39,7 +39,7 @@ func newWatcher() (_ *watcher, err error) {
 			w.close()
 		}
 	}()
-	if w.ns, err = newNetNS(); err != nil {
+	if w.ns, err = newNetNS(hubSysctls); err != nil {
 		return nil, fmt.Errorf("watcher netns: %w", err)
 	}
 	if w.h, err = netlink.NewHandleAt(netns.NsHandle(w.ns.Fd())); err != nil {
