@@ -30,6 +30,8 @@ type concResult struct {
 
 	labdRSSBefore, labdRSS int64 // KiB, labd's own process
 	labdRSSAfter           int64 // KiB, once the deletes returned
+	labdPeakCreate         int64 // KiB, VmHWM once the creates returned
+	labdPeak               int64 // KiB, VmHWM once the deletes returned
 	labdThreads            int   // labd's threads with the sandboxes
 	labdThreadsAfter       int   // and once the deletes returned
 	hubs                   memSet
@@ -136,6 +138,9 @@ func benchConcurrent(ctx context.Context, l *labdProc, lab string, n int, settle
 	if r.labdRSS, err = vmRSS(l.pid()); err != nil {
 		return nil, fmt.Errorf("labd: %w", err)
 	}
+	if r.labdPeakCreate, err = vmHWM(l.pid()); err != nil {
+		return nil, fmt.Errorf("labd: %w", err)
+	}
 	r.labdThreads = threads(l.pid())
 	if r.after, err = readMeminfo(); err != nil {
 		return nil, err
@@ -157,6 +162,9 @@ func benchConcurrent(ctx context.Context, l *labdProc, lab string, n int, settle
 		return nil, err
 	}
 	if r.labdRSSAfter, err = vmRSS(l.pid()); err != nil {
+		return nil, fmt.Errorf("labd: %w", err)
+	}
+	if r.labdPeak, err = vmHWM(l.pid()); err != nil {
 		return nil, fmt.Errorf("labd: %w", err)
 	}
 	r.labdThreadsAfter = threads(l.pid())

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -59,6 +60,9 @@ type cyclesResult struct {
 	states           []hostState // start, checkpoints, end (after settle)
 	settle           time.Duration
 	settleWhy        string
+	// judgeHost counts growth of the host-wide quantities as a leak too;
+	// only meaningful on a host where nothing else is running.
+	judgeHost bool
 }
 
 // benchCycles runs n create/delete cycles of lab one after another and
@@ -148,4 +152,31 @@ func (row leakRow) fmt(v int64) string {
 		return fmt.Sprintf("%.1f MB", float64(v)*1024/1e6)
 	}
 	return fmt.Sprint(v)
+}
+
+// leaks names the judged quantities that grew, and the host-wide ones
+// that grew but are not judged.
+func (r *cyclesResult) leaks() (grew, hostOnly []string) {
+	for _, row := range r.rows() {
+		switch {
+		case !row.grew():
+		case row.hostWide && !r.judgeHost:
+			hostOnly = append(hostOnly, fmt.Sprintf("%s grew by %s", row.name, row.fmt(row.growth())))
+		default:
+			grew = append(grew, row.name)
+		}
+	}
+	return grew, hostOnly
+}
+
+func (r *cyclesResult) verdict() string {
+	grew, hostOnly := r.leaks()
+	v := "no leak"
+	if len(grew) > 0 {
+		v = "grew: " + strings.Join(grew, ", ")
+	}
+	if len(hostOnly) > 0 {
+		v += "; host-wide, not judged (other processes share this host; -judge-host on a quiet one): " + strings.Join(hostOnly, ", ")
+	}
+	return v
 }

@@ -52,6 +52,7 @@ type options struct {
 	cycles          int
 	cyclesLab       string
 	settle          time.Duration
+	judgeHost       bool
 	skipComparisons bool
 }
 
@@ -71,6 +72,7 @@ func main() {
 	flag.IntVar(&o.cycles, "cycles", 0, "sequential create/delete cycles to check for leaks, e.g. 1000 (0: skip)")
 	flag.StringVar(&o.cyclesLab, "cycles-lab", "star3", "lab of the leak cycles")
 	flag.DurationVar(&o.settle, "settle", time.Minute, "longest wait, after deleting, for the memory to come back (the kernel frees namespaces asynchronously)")
+	flag.BoolVar(&o.judgeHost, "judge-host", false, "count growth of host-wide quantities (host links, namespaces, MemAvailable, Slab) after -cycles as a leak; use on a host where nothing else runs")
 	flag.BoolVar(&o.skipComparisons, "only-load", false, "skip the per-topology, exec and grade measurements (run only -concurrent and -cycles)")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -229,6 +231,7 @@ func run(ctx context.Context, o options) (err error) {
 		if res.cycles, err = benchCycles(ctx, l, o.cyclesLab, o.cycles, 10, o.settle); err != nil {
 			return err
 		}
+		res.cycles.judgeHost = o.judgeHost
 		printCycles(res.cycles)
 	}
 	printTargets(res, o)

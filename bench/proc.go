@@ -149,14 +149,19 @@ func classify(labdPid int, stateDir string) labdTree {
 }
 
 // vmRSS is a process's resident set in KiB (VmRSS of /proc/PID/status).
-func vmRSS(pid int) (int64, error) {
+func vmRSS(pid int) (int64, error) { return statusKiB(pid, "VmRSS") }
+
+// vmHWM is a process's peak resident set since it started, in KiB.
+func vmHWM(pid int) (int64, error) { return statusKiB(pid, "VmHWM") }
+
+func statusKiB(pid int, field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
-	v, ok := parseKiBFields(b)["VmRSS"]
+	v, ok := parseKiBFields(b)[field]
 	if !ok {
-		return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+		return 0, fmt.Errorf("/proc/%d/status: no %s", pid, field)
 	}
 	return v, nil
 }

@@ -101,8 +101,9 @@ func printConcurrent(c *concResult) {
 	fmt.Printf("  create: %d of %d READY in %.2f s wall; per call min %s, p50 %s, max %s\n",
 		c.ok, c.n, c.createWall.Seconds(), ms(pct(c.creates, 0)), ms(pct(c.creates, 50)), ms(pct(c.creates, 100)))
 	printErrs("  create errors", c.createErrs)
-	fmt.Printf("  labd VmRSS (labd's own process): %s idle → %s with the sandboxes → %s once deleted; %d threads with them, %d after\n",
-		mb(float64(c.labdRSSBefore)), mb(float64(c.labdRSS)), mb(float64(c.labdRSSAfter)), c.labdThreads, c.labdThreadsAfter)
+	fmt.Printf("  labd (its own process): VmRSS %s idle → %s with the sandboxes → %s once deleted; peak (VmHWM) %s while creating, %s through the deletes; %d threads with them, %d after\n",
+		mb(float64(c.labdRSSBefore)), mb(float64(c.labdRSS)), mb(float64(c.labdRSSAfter)),
+		mb(float64(c.labdPeakCreate)), mb(float64(c.labdPeak)), c.labdThreads, c.labdThreadsAfter)
 	set := func(name string, m memSet) {
 		if len(m.uss) == 0 {
 			fmt.Printf("  %s: none\n", name)
@@ -162,7 +163,6 @@ func printCycles(c *cyclesResult) {
 		hdr = append(hdr, fmt.Sprint(s.at))
 	}
 	fmt.Fprintln(tw, strings.Join(append(hdr, "verdict"), "\t")+"\t")
-	var grew []string
 	for i, row := range c.rows() {
 		cells := []string{row.name}
 		for _, s := range c.states {
@@ -170,12 +170,10 @@ func printCycles(c *cyclesResult) {
 		}
 		v := "back"
 		switch d := row.growth(); {
+		case row.grew() && row.hostWide && !c.judgeHost:
+			v = fmt.Sprintf("grew by %s (host-wide, not judged: other processes count too)", row.fmt(d))
 		case row.grew():
 			v = fmt.Sprintf("GREW by %s", row.fmt(d))
-			if row.hostWide {
-				v += " (host-wide: other processes count too)"
-			}
-			grew = append(grew, row.name)
 		case d > 0:
 			v = fmt.Sprintf("+%s, within tolerance %s", row.fmt(d), row.fmt(row.tol))
 		case d < 0 && row.fallIsGrow:
@@ -186,11 +184,7 @@ func printCycles(c *cyclesResult) {
 		fmt.Fprintln(tw, strings.Join(append(cells, v), "\t")+"\t")
 	}
 	tw.Flush()
-	if len(grew) == 0 {
-		fmt.Printf("  → no leak\n\n")
-	} else {
-		fmt.Printf("  → grew: %s\n\n", strings.Join(grew, ", "))
-	}
+	fmt.Printf("  → %s\n\n", c.verdict())
 }
 
 // rowsOf evaluates the rows with s as the end state, so that each
@@ -251,7 +245,8 @@ func printTargets(r *results, o options) {
 	if c := r.conc; c != nil {
 		line(fmt.Sprintf("%d concurrent %s sandboxes ≤15 s", c.n, c.lab), c.ok == c.n && c.createWall <= 15*time.Second,
 			fmt.Sprintf("%.2f s, %d of %d READY", c.createWall.Seconds(), c.ok, c.n))
-		line("labd RSS ≤300 MB with them", float64(c.labdRSS)*1024 <= 300e6, mb(float64(c.labdRSS)))
+		line("labd RSS ≤300 MB (peak, creates and deletes)", float64(c.labdPeak)*1024 <= 300e6,
+			fmt.Sprintf("peak %s; %s with the sandboxes", mb(float64(c.labdPeak)), mb(float64(c.labdRSS))))
 		if len(c.inits.uss) > 0 {
 			med := float64(median(c.inits.uss))
 			line("unshared memory ≤4 MB per node process (median USS)", med*1024 <= 4e6,
@@ -261,17 +256,8 @@ func printTargets(r *results, o options) {
 		missing("concurrent sandboxes", "-concurrent 0")
 	}
 	if c := r.cycles; c != nil {
-		var grew []string
-		for _, row := range c.rows() {
-			if row.grew() {
-				grew = append(grew, row.name)
-			}
-		}
-		got := "no leak"
-		if len(grew) > 0 {
-			got = "grew: " + strings.Join(grew, ", ")
-		}
-		line(fmt.Sprintf("no leak after %d create/delete cycles", c.n), len(grew) == 0, got)
+		grew, _ := c.leaks()
+		line(fmt.Sprintf("no leak after %d create/delete cycles", c.n), len(grew) == 0, c.verdict())
 	} else {
 		missing("no leak after 1000 create/delete cycles", "-cycles 0; run with -cycles 1000")
 	}
