@@ -3,6 +3,7 @@ package sandbox
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -42,6 +43,14 @@ func init() {
 	if name := childName(os.Args); name != "" {
 		b := append([]byte(name), 0)
 		unix.RawSyscall6(unix.SYS_PRCTL, unix.PR_SET_NAME, uintptr(unsafe.Pointer(&b[0])), 0, 0, 0, 0)
+	}
+	// The spawner starts each node from a locked thread that is thrown
+	// away with its namespaces (serveSpawnRequest). The runtime never
+	// ends the main thread: a thrown-away goroutine that ran there would
+	// wedge it, holding that node's namespaces until labd exits. Keeping
+	// the main goroutine on the main thread keeps them off it.
+	if len(os.Args) > 0 && os.Args[0] == argv0Spawn {
+		runtime.LockOSThread()
 	}
 }
 

@@ -55,6 +55,7 @@ func netnsHolders(ns map[string]bool) []string {
 		if _, err := strconv.Atoi(p.Name()); err != nil {
 			continue
 		}
+		before := len(out)
 		tasks, _ := os.ReadDir(filepath.Join("/proc", p.Name(), "task"))
 		for _, tk := range tasks {
 			if l, err := os.Readlink(filepath.Join("/proc", p.Name(), "task", tk.Name(), "ns", "net")); err == nil && ns[l] {
@@ -66,6 +67,10 @@ func netnsHolders(ns map[string]bool) []string {
 			if l, err := os.Readlink(filepath.Join("/proc", p.Name(), "fd", fd.Name())); err == nil && ns[l] {
 				out = append(out, fmt.Sprintf("fd %s/%s of %s", p.Name(), fd.Name(), l))
 			}
+		}
+		if len(out) > before { // name the holder
+			b, _ := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
+			out[before] += fmt.Sprintf(" (process %s: %q)", p.Name(), strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " "))
 		}
 	}
 	return out

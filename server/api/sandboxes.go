@@ -412,9 +412,14 @@ func (s *SandboxServer) delete(ctx context.Context, id, reason string) (err erro
 	if sb != nil {
 		// Closing the capture socket waits out an RCU grace period in
 		// the kernel (packet_release, 5-10 ms): the handles are released
-		// in the background, as the kernel frees a dead namespace in the
-		// background, and keep nothing else alive.
-		go sb.Close()
+		// while the processes are killed, and the call returns once both
+		// are done, so labd holds nothing of the sandbox by then.
+		closed := make(chan struct{})
+		go func() {
+			defer close(closed)
+			sb.Close()
+		}()
+		defer func() { <-closed }()
 	}
 	if err := s.cfg.Manager.Destroy(dctx, id); err != nil {
 		return fmt.Errorf("delete sandbox %s: %w", id, err)
