@@ -158,8 +158,11 @@ func newNodeThread() (*nodeThread, error) {
 			return // the thread ends with the goroutine
 		}
 		// Commands are born in this thread's cgroups: the node's, while
-		// the init itself is charged apart (labd's initGroup).
-		_, err := unix.Write(initFdCgroup, []byte(strconv.Itoa(unix.Gettid())))
+		// the init itself is charged apart (labd's initGroup). "0", not
+		// the tid: the kernel moves the writing thread alone without its
+		// global threadgroup lock, which waits out an RCU grace period
+		// (see bornInside).
+		_, err := unix.Write(initFdCgroup, []byte("0"))
 		unix.Close(initFdCgroup)
 		if err != nil {
 			errc <- fmt.Errorf("join the node's memory cgroup: %w", err)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -87,11 +88,26 @@ func (m *Manager) startChild(ctx context.Context, cs childSpec) (_ *proc, err er
 		extra = append(extra, tasks)
 	}
 	extra = append(extra, goR, readyW)
+	phase := "start.hub."
+	if cs.node != nil {
+		phase = "start.node."
+	}
+	end := Phase(ctx, phase+"spawn")
+	// Born inside its cgroups where the hierarchy allows it (see
+	// bornInside): the starting thread joins them and forks.
+	var tasks []*os.File
+	if m.cg.bornInside() {
+		if tasks, err = m.cg.tasksFiles(cs.cgSand, cs.cgName, cs.node != nil); err != nil {
+			return nil, err
+		}
+		defer closeFiles(tasks)
+	}
 	var pid int
 	if cs.node != nil {
 		req := *cs.node
 		req.Argv = cs.argv
-		if pid, err = m.spawnNode(req, logf, extra, cs.deadline); err != nil {
+		req.Join = len(tasks)
+		if pid, err = m.spawnNode(req, logf, append(extra, tasks...), cs.deadline); err != nil {
 			return nil, fmt.Errorf("start %s: %w", cs.argv[0], err)
 		}
 	} else {
@@ -105,7 +121,18 @@ func (m *Manager) startChild(ctx context.Context, cs childSpec) (_ *proc, err er
 			ExtraFiles:  extra,
 			SysProcAttr: cs.attr,
 		}
-		if err := cmd.Start(); err != nil {
+		started := make(chan error, 1)
+		go func() {
+			// A thread of its own, thrown away afterwards (never
+			// unlocked): it joins the child's cgroups to fork it there.
+			runtime.LockOSThread()
+			if err := threadJoin(tasks); err != nil {
+				started <- err
+				return
+			}
+			started <- cmd.Start()
+		}()
+		if err := <-started; err != nil {
 			return nil, fmt.Errorf("start %s: %w", cs.argv[0], err)
 		}
 		// The child is ours to reap; after a labd restart it is the host init's.
@@ -117,20 +144,26 @@ func (m *Manager) startChild(ctx context.Context, cs childSpec) (_ *proc, err er
 			unix.Kill(pid, unix.SIGKILL)
 		}
 	}()
+	end()
 	goR.Close()
 	readyW.Close()
+	end = Phase(ctx, phase+"join")
 	join := m.cg.join
 	if cs.node != nil {
 		join = m.cg.joinInit
 	}
-	if err := join(cs.cgSand, cs.cgName, pid); err != nil {
-		return nil, err
+	if tasks == nil {
+		if err := join(cs.cgSand, cs.cgName, pid); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := goW.Write([]byte{1}); err != nil {
 		return nil, fmt.Errorf("release %s: %w", cs.argv[0], err)
 	}
 	goW.Close()
+	end()
 
+	end = Phase(ctx, phase+"ready")
 	readyR.SetReadDeadline(cs.deadline)
 	line, rerr := bufio.NewReader(readyR).ReadString('\n')
 	line = strings.TrimSpace(line)
@@ -143,6 +176,7 @@ func (m *Manager) startChild(ctx context.Context, cs childSpec) (_ *proc, err er
 		}
 		return nil, fmt.Errorf("%s did not start: %s", cs.argv[0], line)
 	}
+	end()
 	start, err := procStartTime(pid)
 	if err != nil {
 		return nil, fmt.Errorf("%s: read start time: %w", cs.argv[0], err)

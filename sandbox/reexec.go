@@ -44,14 +44,14 @@ func init() {
 		b := append([]byte(name), 0)
 		unix.RawSyscall6(unix.SYS_PRCTL, unix.PR_SET_NAME, uintptr(unsafe.Pointer(&b[0])), 0, 0, 0, 0)
 	}
-	// The spawner starts each node from a locked thread that is thrown
-	// away with its namespaces (serveSpawnRequest). The runtime never
-	// ends the main thread: a thrown-away goroutine that ran there would
-	// wedge it, holding that node's namespaces until labd exits. Keeping
-	// the main goroutine on the main thread keeps them off it.
-	if len(os.Args) > 0 && os.Args[0] == argv0Spawn {
-		runtime.LockOSThread()
-	}
+	// The spawner starts each node, and labd each hub, from a locked
+	// thread that is thrown away afterwards with the namespaces and
+	// cgroups it entered (serveSpawnRequest, startChild). The runtime
+	// never ends the main thread: a thrown-away goroutine that ran there
+	// would wedge it, holding that node's namespaces and cgroups until
+	// the process exits. Keeping the main goroutine on the main thread
+	// keeps them off it.
+	runtime.LockOSThread()
 }
 
 // RunChild must be called first thing in main (and in TestMain of any

@@ -69,6 +69,10 @@ type spawnRequest struct {
 	Argv []string `json:"argv"`
 	UID  uint32   `json:"uid"` // host uid (and gid) of the node's root
 	Dir  string   `json:"dir"` // the node's state dir: hosts, hostname
+	// Join is how many of the last descriptors sent are cgroup tasks
+	// files: the starting thread joins them (threadJoin) before it
+	// forks, so the init is born in its cgroups. They are not the init's.
+	Join int `json:"join,omitempty"`
 }
 
 // spawnReply answers a spawnRequest with the init's host pid.
@@ -422,10 +426,19 @@ func serveSpawnRequest(req spawnRequest, fds []int) {
 		cmd *exec.Cmd
 		err error
 	}
+	if req.Join < 0 || req.Join > len(files)-1 {
+		writeMsg(rc, spawnReply{Error: fmt.Sprintf("spawn: %d cgroup files of %d descriptors", req.Join, len(files))})
+		return
+	}
+	tasks := files[len(files)-req.Join:]
 	resc := make(chan res, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		cmd, err := startNodeInit(req, files[0], files[1:])
+		if err := threadJoin(tasks); err != nil {
+			resc <- res{err: err}
+			return
+		}
+		cmd, err := startNodeInit(req, files[0], files[1:len(files)-req.Join])
 		if cmd != nil && err != nil {
 			cmd.Process.Kill()
 			cmd.Wait()

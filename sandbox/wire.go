@@ -56,11 +56,17 @@ func writeMsg(c *net.UnixConn, v any, fds ...int) error {
 	return err
 }
 
+// maxWireFds is the most descriptors one packet may carry: a spawn
+// request's (reply socket, log, control listener, cgroup file, two pipes
+// and up to three cgroup tasks files) with room to spare. A packet with
+// more is refused whole (MSG_CTRUNC).
+const maxWireFds = 16
+
 // readMsg reads one packet into v and returns any file descriptors that
 // came with it. The caller owns the returned fds.
 func readMsg(c *net.UnixConn, v any) ([]int, error) {
 	buf := make([]byte, maxWireMsg)
-	oob := make([]byte, unix.CmsgSpace(4*8))
+	oob := make([]byte, unix.CmsgSpace(4*maxWireFds))
 	n, oobn, flags, _, err := c.ReadMsgUnix(buf, oob)
 	if err != nil {
 		return nil, err
