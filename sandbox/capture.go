@@ -95,7 +95,10 @@ type Capture struct {
 	gen  atomic.Uint64
 	busy atomic.Bool
 
-	mu          sync.Mutex
+	mu sync.Mutex
+	// mem is the ring (mapRing): data, then slots. All three are nil
+	// once the capture is closed.
+	mem         []byte
 	data        []byte // len(slots) * CaptureSnaplen
 	slots       []ringSlot
 	next, held  int
@@ -169,17 +172,47 @@ func startCapture(sb *Sandbox, ringSize int) (*Capture, error) {
 		f.Close()
 		return nil, fmt.Errorf("capture of %s: %w", sb.ID, err)
 	}
+	mem, data, slots, err := mapRing(ringSize)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("capture of %s: %w", sb.ID, err)
+	}
 	c := &Capture{
 		f: f, rc: rc, ports: ports,
 		ifPort:  map[int]int{},
 		done:    make(chan struct{}),
-		data:    make([]byte, ringSize*CaptureSnaplen),
-		slots:   make([]ringSlot, ringSize),
+		mem:     mem,
+		data:    data,
+		slots:   slots,
 		subs:    map[*frameSub]struct{}{},
 		watches: map[*probeWatch]struct{}{},
 	}
 	go c.run()
 	return c, nil
+}
+
+// mapRing maps a ring of n frames outside the Go heap: anonymous memory
+// takes RAM only for the slots frames have filled (a quiet sandbox's ring
+// costs next to nothing, where a heap slice is zeroed, and touched, each
+// time the heap reuses the memory), goes back to the kernel the moment
+// the capture closes rather than at some later GC, and is not copied into
+// the page tables of the processes labd forks (MADV_DONTFORK). The slots
+// hold no Go pointers, and no Frame points into the ring: every Frame's
+// Data is a copy.
+func mapRing(n int) (mem, data []byte, slots []ringSlot, err error) {
+	dataLen := n * CaptureSnaplen
+	size := dataLen + n*int(unsafe.Sizeof(ringSlot{}))
+	mem, err = unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("map a ring of %d frames: %w", n, err)
+	}
+	if err := unix.Madvise(mem, unix.MADV_DONTFORK); err != nil {
+		unix.Munmap(mem)
+		return nil, nil, nil, fmt.Errorf("ring: madvise: %w", err)
+	}
+	// dataLen is a multiple of CaptureSnaplen (256): the slots are aligned.
+	slots = unsafe.Slice((*ringSlot)(unsafe.Pointer(&mem[dataLen])), n)
+	return mem, mem[:dataLen:dataLen], slots, nil
 }
 
 func setupCaptureSocket(fd int) error {
@@ -223,6 +256,13 @@ func (c *Capture) Close() error {
 		<-c.done
 		c.mu.Lock()
 		c.closed = true
+		// The reader has ended (done), and every other use of the ring
+		// holds mu and checks closed (or finds it empty) first.
+		if c.mem != nil {
+			unix.Munmap(c.mem)
+		}
+		c.mem, c.data, c.slots = nil, nil, nil
+		c.next, c.held = 0, 0
 		for sub := range c.subs {
 			close(sub.ch)
 		}
@@ -420,6 +460,9 @@ func (c *Capture) queued() int {
 func (c *Capture) record(t time.Time, port int, data []byte, origLen int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
 	i := c.next
 	c.slots[i] = ringSlot{unixNano: t.UnixNano(), origLen: uint32(origLen), capLen: uint16(len(data)), port: uint16(port)}
 	copy(c.data[i*CaptureSnaplen:], data)
@@ -462,6 +505,9 @@ func (c *Capture) Frames(since time.Time) []Frame {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed {
+		return nil // the ring went with the capture
+	}
 	start := (c.next - c.held + len(c.slots)) % len(c.slots)
 	from := int64(0)
 	if !since.IsZero() {
