@@ -150,12 +150,12 @@ func TestFloorFailureCleansUp(t *testing.T) {
 	requireRoot(t)
 	lab := *catalogLab(t, "star2")
 	lab.Segments = []labs.Segment{{Name: "lan", Endpoints: []string{"h1:eth0", "nosuch:eth0"}}}
-	_, before := netnsFds(os.Getpid())
+	_, _, before := labdFds(os.Getpid(), "")
 	_, err := buildFloor(&lab)
 	if err == nil || !strings.Contains(err.Error(), "nosuch:eth0: no such node") {
 		t.Fatalf("err = %v, want one naming nosuch:eth0", err)
 	}
-	if ns, after := netnsFds(os.Getpid()); ns != 0 || after != before {
+	if ns, _, after := labdFds(os.Getpid(), ""); ns != 0 || after != before {
 		t.Errorf("after the failed build: %d netns fds (want 0), %d fds (want %d)", ns, after, before)
 	}
 }

@@ -37,6 +37,7 @@ type concResult struct {
 	hubs                   memSet
 	inits                  memSet // node processes: one init per node
 	inNodes                memSet // services and commands inside the nodes
+	spawners               memSet // labd's spawner (starts node inits)
 	others                 memSet // any other child of labd
 	// Left after every delete returned: labd's hub/node processes and
 	// cgroups below its parent.
@@ -135,6 +136,7 @@ func benchConcurrent(ctx context.Context, l *labdProc, lab string, n int, settle
 
 	tree := classify(l.pid(), l.stateDir)
 	r.hubs, r.inits, r.inNodes, r.others = measureSet(tree.hubs), measureSet(tree.inits), measureSet(tree.inNodes), measureSet(tree.other)
+	r.spawners = measureSet(tree.spawners)
 	if r.labdRSS, err = vmRSS(l.pid()); err != nil {
 		return nil, fmt.Errorf("labd: %w", err)
 	}

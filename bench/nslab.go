@@ -23,6 +23,7 @@ type labdProc struct {
 	cmd      *exec.Cmd
 	tmp      string
 	stateDir string
+	db       string // labd's --db
 	cgParent string
 	conn     *grpc.ClientConn
 	sbx      labsv1.SandboxServiceClient
@@ -41,14 +42,14 @@ func startLabd(ctx context.Context, bin, labsDir string) (_ *labdProc, err error
 		os.RemoveAll(tmp)
 		return nil, err
 	}
-	l := &labdProc{tmp: tmp, stateDir: filepath.Join(tmp, "state"), cgParent: "nslab-bench-" + filepath.Base(tmp)[len("nslab-bench-"):]}
+	l := &labdProc{tmp: tmp, stateDir: filepath.Join(tmp, "state"), db: filepath.Join(tmp, "labd.db"), cgParent: "nslab-bench-" + filepath.Base(tmp)[len("nslab-bench-"):]}
 	defer func() {
 		if err != nil {
 			l.stop()
 		}
 	}()
 	sock := filepath.Join(tmp, "labd.sock")
-	l.cmd = exec.Command(bin, "--socket", sock, "--db", filepath.Join(tmp, "labd.db"),
+	l.cmd = exec.Command(bin, "--socket", sock, "--db", l.db,
 		"--state-dir", l.stateDir, "--labs", labsDir,
 		"--cgroup-parent", l.cgParent, "--log-level", "warn")
 	l.cmd.Stderr = os.Stderr

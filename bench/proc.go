@@ -89,12 +89,13 @@ func procPPid(pid int) (int, error) {
 	return strconv.Atoi(f[1])
 }
 
-// labdTree sorts labd's descendants by role: the hub holders and node
-// inits labd re-executes itself as (argv[0] nslab-hub / nslab-init, with
-// its state dir as argv[1]), and everything below a node init (the
-// node's services and commands).
+// labdTree sorts labd's descendants by role: the hub holders labd
+// re-executes itself as (argv[0] nslab-hub, with its state dir as
+// argv[1]), its spawner (nslab-spawn), the node inits the spawner starts
+// (nslab-init, state dir), and everything below a node init (the node's
+// services and commands).
 type labdTree struct {
-	hubs, inits, inNodes, other []int
+	hubs, spawners, inits, inNodes, other []int
 }
 
 func classify(labdPid int, stateDir string) labdTree {
@@ -113,15 +114,15 @@ func classify(labdPid int, stateDir string) labdTree {
 		}
 		r := ""
 		switch parent := roleOf(p.ppid, depth+1); parent {
-		case "labd":
+		case "labd", "spawner":
 			r = "other"
-			if len(p.argv) >= 2 && p.argv[1] == stateDir {
-				switch p.argv[0] {
-				case "nslab-hub":
-					r = "hub"
-				case "nslab-init":
-					r = "init"
-				}
+			switch {
+			case parent == "labd" && len(p.argv) >= 1 && p.argv[0] == "nslab-spawn":
+				r = "spawner"
+			case len(p.argv) >= 2 && p.argv[1] == stateDir && p.argv[0] == "nslab-hub":
+				r = "hub"
+			case len(p.argv) >= 2 && p.argv[1] == stateDir && p.argv[0] == "nslab-init":
+				r = "init"
 			}
 		case "init", "node":
 			r = "node"
@@ -137,6 +138,8 @@ func classify(labdPid int, stateDir string) labdTree {
 			t.hubs = append(t.hubs, pid)
 		case "init":
 			t.inits = append(t.inits, pid)
+		case "spawner":
+			t.spawners = append(t.spawners, pid)
 		case "node":
 			t.inNodes = append(t.inNodes, pid)
 		case "other":
@@ -203,17 +206,24 @@ func netnsInodes() map[string]bool {
 	return out
 }
 
-// netnsFds counts the fds of pid that refer to a network namespace.
-func netnsFds(pid int) (nsfds, all int) {
+// labdFds counts the fds of pid: those that refer to a network
+// namespace, those on the database (the files of db: the database, its
+// WAL and shared memory) and all others.
+func labdFds(pid int, db string) (nsfds, dbfds, rest int) {
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
-		all++
-		if l, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.HasPrefix(l, "net:[") {
+		l, err := os.Readlink(filepath.Join(dir, e.Name()))
+		switch {
+		case err == nil && strings.HasPrefix(l, "net:["):
 			nsfds++
+		case err == nil && (l == db || l == db+"-wal" || l == db+"-shm"):
+			dbfds++
+		default:
+			rest++
 		}
 	}
-	return nsfds, all
+	return nsfds, dbfds, rest
 }
 
 // cgroupDirs counts the directories below parent in every hierarchy of

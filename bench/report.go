@@ -116,7 +116,8 @@ func printConcurrent(c *concResult) {
 	set("node processes (nslab-init, one per node)", c.inits)
 	set("processes inside nodes (services)", c.inNodes)
 	set("hub holders (nslab-hub, one per sandbox)", c.hubs)
-	set("other children of labd", c.others)
+	set("labd's spawner (nslab-spawn, starts the node inits)", c.spawners)
+	set("other descendants of labd", c.others)
 	if c.ok > 0 {
 		user := sum(c.inits.uss) + sum(c.inNodes.uss) + sum(c.hubs.uss)
 		fmt.Printf("  user memory per sandbox (USS of its nodes, their services and its hub): %s\n", mb(float64(user)/float64(c.ok)))
