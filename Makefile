@@ -21,5 +21,5 @@ proto-check:
 build:
 	bash .ci/dev build
 
-bench:
+bench: build
 	go run ./bench $(ARGS)

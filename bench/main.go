@@ -30,7 +30,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -336,6 +338,34 @@ func printMachine(o options) {
 	fmt.Printf("machine: %s, %d CPUs (%s), %.1f GiB RAM, kernel %s, %s\n", host, runtime.NumCPU(), cpu,
 		float64(mem["MemTotal"])/(1<<20), strings.TrimSpace(string(kernel)), runtime.Version())
 	fmt.Printf("load average at start: %s\n", strings.Join(strings.Fields(string(load))[:3], " "))
-	fmt.Printf("labd: %s; %d runs per topology (nslab and floor interleaved), %d Mininet runs; percentiles nearest-rank\n\n",
-		o.labd, o.runs, o.mininetRuns)
+	// labd starts its sandboxes' processes from nslab-node beside it when
+	// that was built from the same tree (labd --node-binary).
+	node := "labd's own binary (no nslab-node beside it)"
+	if p := filepath.Join(filepath.Dir(o.labd), "nslab-node"); fileExists(p) {
+		if a, b := fingerprint(o.labd), fingerprint(p); a != "" && a == b {
+			node = p
+		} else {
+			node = fmt.Sprintf("labd's own binary (%s was built from other code: %q, labd %q)", p, b, a)
+		}
+	}
+	fmt.Printf("labd: %s; sandbox processes from %s\n", o.labd, node)
+	fmt.Printf("%d runs per topology (nslab and floor interleaved), %d Mininet runs; percentiles nearest-rank\n\n",
+		o.runs, o.mininetRuns)
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// fingerprint asks a labd or nslab-node binary for its build fingerprint
+// (what labd compares before it uses nslab-node); "" if it cannot say.
+func fingerprint(bin string) string {
+	cmd := exec.Command(bin)
+	cmd.Args = []string{"nslab-fingerprint"}
+	out, err := cmd.Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
 }

@@ -36,6 +36,10 @@ const hubCgroup = "_hub"
 
 // Config is what a Manager needs to know about the host.
 type Config struct {
+	// NodeBinary, if set, is the binary hubs, the spawner, node inits and
+	// services run from (see CheckNodeBinary, which NewManager applies);
+	// otherwise they run from this process's own binary.
+	NodeBinary string
 	// StateDir holds sandboxes/<id>/ (control sockets, /etc/hosts files,
 	// logs). Default /run/nslab.
 	StateDir string
@@ -98,6 +102,18 @@ func NewManager(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	// Before anything is made on the host: a refused binary leaves nothing.
+	exe := "/proc/self/exe"
+	if cfg.NodeBinary != "" {
+		p, err := filepath.Abs(cfg.NodeBinary)
+		if err != nil {
+			return nil, err
+		}
+		if err := CheckNodeBinary(p); err != nil {
+			return nil, err
+		}
+		exe = p
+	}
 	abs, err := filepath.Abs(cfg.StateDir)
 	if err != nil {
 		return nil, err
@@ -148,7 +164,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err := cg.limitGroup(cgLimits{pids: cfg.MaxPids, memory: cfg.MaxMemory}); err != nil {
 		return nil, err
 	}
-	return &Manager{stateDir: abs, exe: "/proc/self/exe", cg: cg, cfg: cfg, log: cfg.Logger,
+	return &Manager{stateDir: abs, exe: exe, cg: cg, cfg: cfg, log: cfg.Logger,
 		starts: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}, nil
 }
 

@@ -71,6 +71,9 @@ func RunChild() {
 		os.Exit(spawnMain(os.Args[1:]))
 	case argv0Service:
 		os.Exit(svc.Main(os.Args[1:]))
+	case argv0Fingerprint:
+		fmt.Println(BuildFingerprint())
+		os.Exit(0)
 	}
 }
 

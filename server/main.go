@@ -38,6 +38,7 @@ type options struct {
 	db           string
 	labsDirs     []string
 	stateDir     string
+	nodeBinary   string
 	cgroupParent string
 	uidStart     uint
 	uidSlots     int
@@ -96,6 +97,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.db, "db", "/var/lib/nslab/labd.db", "SQLite database file")
 	fs.Var((*stringList)(&o.labsDirs), "labs", "directory of lab definitions added to the embedded catalog (repeatable)")
 	fs.StringVar(&o.stateDir, "state-dir", "/run/nslab", "directory for sandbox state (control sockets, hosts files)")
+	fs.StringVar(&o.nodeBinary, "node-binary", "", "binary for hubs, node inits and services, built from the same tree (default: nslab-node beside labd if there, else labd itself)")
 	fs.StringVar(&o.cgroupParent, "cgroup-parent", "nslab", "cgroup under which sandbox cgroups are made")
 	fs.UintVar(&o.uidStart, "uid-start", 1<<30, "first host uid leased to nodes (each node maps 65536)")
 	fs.IntVar(&o.uidSlots, "uid-slots", 4096, "number of 65536-uid ranges available to nodes")
@@ -184,7 +186,8 @@ func run(ctx context.Context, o options, ready func()) error {
 		return fmt.Errorf("open database: %w", err)
 	}
 	defer st.Close()
-	mgr, err := sandbox.NewManager(sandbox.Config{StateDir: o.stateDir, CgroupParent: o.cgroupParent, Logger: log})
+	nodeBin := nodeBinary(o.nodeBinary, log)
+	mgr, err := sandbox.NewManager(sandbox.Config{StateDir: o.stateDir, CgroupParent: o.cgroupParent, NodeBinary: nodeBin, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -361,4 +364,29 @@ func lockExclusive(path string) (*os.File, error) {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	return f, nil
+}
+
+// nodeBinary chooses what sandboxes' processes run from: the
+// --node-binary given (checked by NewManager, which refuses a bad one),
+// else nslab-node beside labd when it passes sandbox.CheckNodeBinary,
+// else "" (labd's own binary).
+func nodeBinary(flagValue string, log *slog.Logger) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	p := filepath.Join(filepath.Dir(self), "nslab-node")
+	if _, err := os.Stat(p); err != nil {
+		log.Info("sandbox processes run from labd's own binary (no nslab-node beside it)", "looked", p)
+		return ""
+	}
+	if err := sandbox.CheckNodeBinary(p); err != nil {
+		log.Warn("not using nslab-node beside labd; sandbox processes run from labd's own binary", "err", err)
+		return ""
+	}
+	log.Info("sandbox processes run from nslab-node", "path", p)
+	return p
 }
