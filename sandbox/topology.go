@@ -203,19 +203,25 @@ func (m *Manager) build(ctx context.Context, sb *Sandbox, uidBases map[string]ui
 			if configured.Add(-1) == 0 {
 				close(allConfigured)
 			}
-			if len(n.Services) == 0 {
+			builtin, commands := splitServices(n.Services)
+			// A built-in service only listens on its own node: it starts
+			// as soon as that node is configured, while others still are.
+			if err := startServices(gctx, p, builtin); err != nil {
+				return fmt.Errorf("node %s: %w", n.Name, err)
+			}
+			if len(commands) == 0 {
 				return nil
 			}
-			// Services start on a finished network, as at boot: a command
-			// service may talk to another node at once (hardening's
-			// hello-vpn pings the VPN gateway so the server knows its
-			// MAC), and would meet a node that does not exist yet.
+			// Command services start on a finished network, as at boot:
+			// one may talk to another node at once (hardening's hello-vpn
+			// pings the VPN gateway so the server knows its MAC), and
+			// would meet a node that does not exist yet.
 			select {
 			case <-allConfigured:
 			case <-gctx.Done():
 				return gctx.Err()
 			}
-			if err := startServices(gctx, p, n); err != nil {
+			if err := startServices(gctx, p, commands); err != nil {
 				return fmt.Errorf("node %s: %w", n.Name, err)
 			}
 			return nil
@@ -305,8 +311,8 @@ func linkUp(h *netlink.Handle, name string) error {
 
 // configureNode applies a node's sysctls, addresses, link states, routes,
 // rules and nftables ruleset, in that order: sysctls may name interfaces,
-// routes need addresses. Services come after, once every node is
-// configured (startServices).
+// routes need addresses. Services come after: the built-in ones at once,
+// command services once every node is configured (startServices).
 func (m *Manager) configureNode(ctx context.Context, p *proc, h *netlink.Handle, n *labs.Node) error {
 	end := Phase(ctx, "node.lo")
 	if err := linkUp(h, "lo"); err != nil {
@@ -395,14 +401,30 @@ func (m *Manager) configureNode(ctx context.Context, p *proc, h *netlink.Handle,
 	return nil
 }
 
-// startServices starts a node's services and waits until the built-in
-// ones listen.
-func startServices(ctx context.Context, p *proc, n *labs.Node) error {
+// splitServices sorts a node's services into the built-in ones (svc
+// kinds, which only listen) and command services, each in lab order.
+func splitServices(all []labs.Service) (builtin, commands []labs.Service) {
+	for _, s := range all {
+		if _, self := serviceArgv(s); self {
+			builtin = append(builtin, s)
+		} else {
+			commands = append(commands, s)
+		}
+	}
+	return builtin, commands
+}
+
+// startServices starts services of a node and waits until the built-in
+// ones among them listen.
+func startServices(ctx context.Context, p *proc, svcs []labs.Service) error {
+	if len(svcs) == 0 {
+		return nil
+	}
 	end := Phase(ctx, "node.spawn")
 	// Each spawn is a round trip to the init, which forks at once and
 	// answers; they need not queue behind each other.
 	var sg errgroup.Group
-	for _, s := range n.Services {
+	for _, s := range svcs {
 		sg.Go(func() error {
 			argv, self := serviceArgv(s)
 			if _, err := p.spawn(argv, self, "/run/nslab/"+s.Name+".log"); err != nil {
@@ -417,7 +439,7 @@ func startServices(ctx context.Context, p *proc, n *labs.Node) error {
 		return err
 	}
 	defer Phase(ctx, "node.waitServices")()
-	return waitServices(ctx, p, n)
+	return waitServices(ctx, p, svcs)
 }
 
 // applyNFTables loads a ruleset written in nft syntax into the node.
@@ -447,13 +469,13 @@ func applyNFTables(ctx context.Context, p *proc, ruleset string) error {
 // waitServices holds READY back until every built-in service listens: a
 // learner (or the grader) must never meet "connection refused" from a
 // service that is still starting.
-func waitServices(ctx context.Context, p *proc, n *labs.Node) error {
+func waitServices(ctx context.Context, p *proc, svcs []labs.Service) error {
 	type want struct {
 		name, proto string
 		port        int
 	}
 	var wants []want
-	for _, s := range n.Services {
+	for _, s := range svcs {
 		switch s.Kind {
 		case labs.KindTCPEcho, labs.KindHTTP:
 			wants = append(wants, want{s.Name, "tcp", s.Port})
