@@ -75,6 +75,11 @@ func (m *Manager) startChild(ctx context.Context, cs childSpec) (_ *proc, err er
 	}
 	defer logf.Close()
 
+	phase := "start.hub."
+	if cs.node != nil {
+		phase = "start.node."
+	}
+	end := Phase(ctx, phase+"cgroup")
 	if err := m.cg.create(cs.cgSand, cs.cgName, cs.limits); err != nil {
 		return nil, err
 	}
@@ -88,11 +93,6 @@ func (m *Manager) startChild(ctx context.Context, cs childSpec) (_ *proc, err er
 		extra = append(extra, tasks)
 	}
 	extra = append(extra, goR, readyW)
-	phase := "start.hub."
-	if cs.node != nil {
-		phase = "start.node."
-	}
-	end := Phase(ctx, phase+"spawn")
 	// Born inside its cgroups where the hierarchy allows it (see
 	// bornInside): the starting thread joins them and forks.
 	var tasks []*os.File
@@ -102,6 +102,8 @@ func (m *Manager) startChild(ctx context.Context, cs childSpec) (_ *proc, err er
 		}
 		defer closeFiles(tasks)
 	}
+	end()
+	end = Phase(ctx, phase+"spawn")
 	var pid int
 	if cs.node != nil {
 		req := *cs.node
@@ -211,6 +213,12 @@ func deadlineOf(ctx context.Context, d time.Duration) time.Time {
 
 // startNode starts a node's init in its own namespaces.
 func (m *Manager) startNode(ctx context.Context, id, node string, uidBase uint32, hosts []byte, lim cgLimits) (_ *proc, err error) {
+	end := Phase(ctx, "start.node.files")
+	defer func() {
+		if end != nil {
+			end()
+		}
+	}()
 	dir := filepath.Join(m.sandboxDir(id), node)
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
@@ -248,7 +256,8 @@ func (m *Manager) startNode(ctx context.Context, id, node string, uidBase uint32
 		return nil, err
 	}
 	defer lnf.Close()
-
+	end()
+	end = nil
 	return m.startChild(ctx, childSpec{
 		argv:     []string{argv0Init, m.stateDir, id, node},
 		cgSand:   id,
