@@ -63,6 +63,13 @@ func RunChild() {
 		return
 	}
 	switch os.Args[0] {
+	case argv0Init, argv0Hub, argv0Service:
+		// One P: these processes mostly wait, and each extra P costs
+		// thread wake-ups (futex, an IPI in a VM) at every hand-off to a
+		// locked thread, in hundreds of processes on a host.
+		runtime.GOMAXPROCS(1)
+	}
+	switch os.Args[0] {
 	case argv0Init:
 		os.Exit(initMain(os.Args[1:]))
 	case argv0Hub:
