@@ -66,7 +66,8 @@ type Config struct {
 // or adopted itself, for which Destroy can skip looking for strays.
 type Manager struct {
 	stateDir string
-	exe      string
+	exe      string   // what hubs, the spawner and node inits run: /proc/self/exe, or nodeBin's /proc/self/fd path
+	nodeBin  *os.File // Config.NodeBinary, open for the Manager's life
 	cg       *cgroups
 	cfg      Config
 	log      *slog.Logger
@@ -80,7 +81,7 @@ type Manager struct {
 }
 
 // NewManager checks the host and returns a Manager.
-func NewManager(cfg Config) (*Manager, error) {
+func NewManager(cfg Config) (m *Manager, err error) {
 	if cfg.StateDir == "" {
 		cfg.StateDir = "/run/nslab"
 	}
@@ -104,15 +105,24 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	// Before anything is made on the host: a refused binary leaves nothing.
 	exe := "/proc/self/exe"
+	var nodeBin *os.File
 	if cfg.NodeBinary != "" {
 		p, err := filepath.Abs(cfg.NodeBinary)
 		if err != nil {
 			return nil, err
 		}
-		if err := CheckNodeBinary(p); err != nil {
+		// Held for the Manager's life: every start execs this file.
+		f, err := openNodeBinary(p)
+		if err != nil {
 			return nil, err
 		}
-		exe = p
+		nodeBin = f
+		exe = fdPath(f)
+		defer func() {
+			if m == nil {
+				f.Close()
+			}
+		}()
 	}
 	abs, err := filepath.Abs(cfg.StateDir)
 	if err != nil {
@@ -164,7 +174,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err := cg.limitGroup(cgLimits{pids: cfg.MaxPids, memory: cfg.MaxMemory}); err != nil {
 		return nil, err
 	}
-	return &Manager{stateDir: abs, exe: exe, cg: cg, cfg: cfg, log: cfg.Logger,
+	return &Manager{stateDir: abs, exe: exe, nodeBin: nodeBin, cg: cg, cfg: cfg, log: cfg.Logger,
 		starts: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}, nil
 }
 

@@ -55,29 +55,53 @@ func BuildFingerprint() string {
 // without labd's gRPC, SQLite and Prometheus, it starts in about a third
 // of labd's CPU time.
 func CheckNodeBinary(path string) error {
-	fi, err := os.Stat(path)
+	f, err := openNodeBinary(path)
 	if err != nil {
-		return fmt.Errorf("node binary: %w", err)
+		return err
+	}
+	return f.Close()
+}
+
+// openNodeBinary opens and vets the node binary (CheckNodeBinary). The
+// checks and every later exec go through the returned descriptor
+// (/proc/self/fd/N), never the path again: whoever may rename files in
+// its directory cannot swap in another binary after the check.
+func openNodeBinary(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("node binary: %w", err)
+	}
+	fail := func(err error) (*os.File, error) {
+		f.Close()
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return fail(fmt.Errorf("node binary: %w", err))
 	}
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-		return fmt.Errorf("node binary %s: not an executable file (mode %s)", path, fi.Mode())
+		return fail(fmt.Errorf("node binary %s: not an executable file (mode %s)", path, fi.Mode()))
 	}
 	st := fi.Sys().(*syscall.Stat_t)
 	if st.Uid != 0 || fi.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("node binary %s: owned by uid %d with mode %o; labd runs it as root, so only root may change it", path, st.Uid, fi.Mode().Perm())
+		return fail(fmt.Errorf("node binary %s: owned by uid %d with mode %o; labd runs it as root, so only root may change it", path, st.Uid, fi.Mode().Perm()))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, path)
+	cmd := exec.CommandContext(ctx, fdPath(f))
 	cmd.Args = []string{argv0Fingerprint}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("node binary %s: asking its build fingerprint: %v %s", path, err, strings.TrimSpace(errb.String()))
+		return fail(fmt.Errorf("node binary %s: asking its build fingerprint: %v %s", path, err, strings.TrimSpace(errb.String())))
 	}
 	got, want := strings.TrimSpace(out.String()), BuildFingerprint()
 	if got != want {
-		return fmt.Errorf("node binary %s was built from other code (%q) than labd (%q): build both from the same tree", path, got, want)
+		return fail(fmt.Errorf("node binary %s was built from other code (%q) than labd (%q): build both from the same tree", path, got, want))
 	}
-	return nil
+	return f, nil
 }
+
+// fdPath names an open file for exec: the kernel resolves it to the file
+// the descriptor holds, whatever its path has become since.
+func fdPath(f *os.File) string { return fmt.Sprintf("/proc/self/fd/%d", f.Fd()) }

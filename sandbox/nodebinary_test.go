@@ -31,6 +31,10 @@ func buildNodeBinary(t *testing.T) string {
 func TestNodeBinary(t *testing.T) {
 	requireRoot(t)
 	bin := buildNodeBinary(t)
+	vetted, err := os.Stat(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
 	parent := "nslab-test-" + randSuffix()
 	m, err := NewManager(Config{StateDir: testStateDir(t), CgroupParent: parent, NodeBinary: bin})
 	if err != nil {
@@ -45,11 +49,24 @@ func TestNodeBinary(t *testing.T) {
 			os.Remove(r + "/" + parent)
 		}
 	})
-	sb := build(t, m, catalogLab(t, "routed"))
-	if got, _ := os.Readlink(procExe(sb.hub.pid)); got != bin {
-		t.Errorf("hub runs %q, want %q", got, bin)
+	// Whoever may rename files beside it cannot swap another binary in
+	// after the check: the Manager execs the file it vetted.
+	echo, err := os.ReadFile("/bin/echo")
+	if err != nil {
+		t.Fatal(err)
 	}
-	want, _ := os.Stat(bin)
+	swap := bin + ".swap"
+	if err := os.WriteFile(swap, echo, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(swap, bin); err != nil {
+		t.Fatal(err)
+	}
+	sb := build(t, m, catalogLab(t, "routed"))
+	if got, _ := os.Readlink(procExe(sb.hub.pid)); got != bin+" (deleted)" {
+		t.Errorf("hub runs %q, want the vetted %q, since replaced", got, bin)
+	}
+	want := vetted
 	for name, p := range sb.nodes {
 		exe, _ := os.Readlink(procExe(p.pid))
 		fi, err := os.Stat(exe)
@@ -70,8 +87,13 @@ func procExe(pid int) string { return "/proc/" + strconv.Itoa(pid) + "/exe" }
 func TestNodeBinaryRefused(t *testing.T) {
 	requireRoot(t)
 	dir := t.TempDir()
+	// Any other program: echo answers the fingerprint question with "".
 	other := filepath.Join(dir, "other")
-	if err := os.WriteFile(other, []byte("#!/bin/sh\necho 'wire 0; go1.0'\n"), 0o755); err != nil {
+	echo, err := os.ReadFile("/bin/echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(other, echo, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	writable := filepath.Join(dir, "writable")
