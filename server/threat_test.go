@@ -24,6 +24,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -96,7 +97,11 @@ func newThreat(t *testing.T, opts ...threatOption) *threat {
 	th.grd = labsv1.NewGradingServiceClient(th.l.conn)
 	th.att = th.l.create(t, attLab).GetId()
 	th.vic = th.l.create(t, "hello-link").GetId()
-	th.mustSh(t, th.vic, "h1", "sleep 600."+randSuffix()[:4]+" >/dev/null 2>&1 &")
+	// A long-running process in the victim, which no attack may end. Its
+	// duration must parse: a sleep that fails at once would be a zombie
+	// in the snapshot below until the node's init reaps it.
+	b, _ := hex.DecodeString(randSuffix()[:4])
+	th.mustSh(t, th.vic, "h1", fmt.Sprintf("sleep 600.%05d >/dev/null 2>&1 &", int(b[0])<<8|int(b[1])))
 	th.vicPs = th.psAll(t, th.vic)
 	th.vicInits = th.inits(th.vic)
 	return th
